@@ -1,0 +1,259 @@
+"""Typed errors raised by embedguard.
+
+Catch the class you mean, or the root::
+
+    EmbedGuardError
+    ├── ConfigurationError            invalid settings; names the field (also a ValueError)
+    ├── InputValidationError          bad input, raised before any request; names the index (ValueError)
+    ├── CircuitOpenError              the breaker is open: failed fast, nothing was sent
+    └── ProviderError                 the provider call failed (status, request id, retryable)
+        ├── AuthenticationError       401 / 403: missing or wrong key
+        ├── RateLimitError            429 rate limit; ``retry_after`` in seconds when known
+        ├── QuotaExhaustedError       429 quota / billing exhausted (never retried)
+        ├── BadRequestError           other 4xx: the request itself is wrong (never retried)
+        │   ├── ContextLengthError    an input, or the batch, is over the model's token limit
+        │   └── ModelNotFoundError    unknown model or deployment (404)
+        ├── ServerError               5xx and other provider-side failures
+        ├── ProviderTimeoutError      connect / read / write / pool timeout
+        ├── ProviderConnectionError   connection refused, reset or dropped
+        └── ResponseValidationError   a 2xx whose body is not exactly one finite vector per input
+
+Every error carries the ``provider`` it came from and never a secret: messages are built from the
+provider's error text with any known secret redacted. When a call gives up, ``failed_indices`` lists
+the positions of the inputs that did not get a vector (nothing is ever returned partially).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "CircuitOpenError",
+    "ConfigurationError",
+    "ContextLengthError",
+    "EmbedGuardError",
+    "InputValidationError",
+    "ModelNotFoundError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "QuotaExhaustedError",
+    "RateLimitError",
+    "ResponseValidationError",
+    "ServerError",
+    "redact",
+]
+
+_REDACTED = "***"
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """Return ``text`` with every occurrence of each non-empty secret replaced by ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4 and secret in text:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
+class EmbedGuardError(Exception):
+    """Root of every error embedguard raises.
+
+    Attributes:
+        provider: The profile name of the provider involved, when there is one.
+        failed_indices: Positions (in the caller's input) of texts that did not get a vector.
+    """
+
+    kind: str = "error"
+
+    def __init__(self, message: str, *, provider: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.failed_indices: tuple[int, ...] = ()
+
+    def __str__(self) -> str:
+        prefix = f"[{self.provider}] " if self.provider else ""
+        suffix = ""
+        if self.failed_indices:
+            shown = ", ".join(str(i) for i in self.failed_indices[:10])
+            more = "" if len(self.failed_indices) <= 10 else f", ... ({len(self.failed_indices)})"
+            suffix = f" (inputs without a vector: {shown}{more})"
+        return f"{prefix}{self.message}{suffix}"
+
+    def with_failed_indices(self, indices: Sequence[int]) -> EmbedGuardError:
+        """Record which inputs did not complete and return ``self`` (for ``raise ... from``)."""
+        self.failed_indices = tuple(sorted(set(indices)))
+        return self
+
+
+class ConfigurationError(EmbedGuardError, ValueError):
+    """A setting is invalid or missing. ``field`` names it (dotted for nested policies)."""
+
+    kind = "configuration"
+
+    def __init__(self, message: str, *, field: str | None = None, provider: str | None = None):
+        super().__init__(f"{field}: {message}" if field else message, provider=provider)
+        self.field = field
+        self.reason = message
+
+
+class InputValidationError(EmbedGuardError, ValueError):
+    """An input is not embeddable (wrong type, empty, too long). ``index`` names it."""
+
+    kind = "input"
+
+    def __init__(self, message: str, *, index: int | None = None, provider: str | None = None):
+        where = f"input {index}: " if index is not None else ""
+        super().__init__(f"{where}{message}", provider=provider)
+        self.index = index
+
+
+class CircuitOpenError(EmbedGuardError):
+    """The circuit breaker is open; the call failed fast without sending a request.
+
+    Attributes:
+        retry_in: Seconds until the breaker admits a probe request (0 when probes are busy).
+    """
+
+    kind = "circuit_open"
+
+    def __init__(self, message: str, *, provider: str | None = None, retry_in: float = 0.0):
+        super().__init__(message, provider=provider)
+        self.retry_in = retry_in
+
+
+class ProviderError(EmbedGuardError):
+    """The provider call failed.
+
+    Attributes:
+        status_code: HTTP status, or ``None`` for transport failures.
+        code: The provider's machine-readable error code or type, when it sent one.
+        request_id: The provider's request id header, when it sent one.
+        retryable: Whether the retry policy may try the same request again.
+    """
+
+    kind = "provider"
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        status_code: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider)
+        self.status_code = status_code
+        self.code = code
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        details = []
+        if self.status_code is not None:
+            details.append(f"status {self.status_code}")
+        if self.code:
+            details.append(f"code {self.code}")
+        if self.request_id:
+            details.append(f"request {self.request_id}")
+        return f"{base} ({', '.join(details)})" if details else base
+
+
+class AuthenticationError(ProviderError):
+    """The provider rejected the credentials (401/403)."""
+
+    kind = "authentication"
+
+
+class RateLimitError(ProviderError):
+    """The provider is rate limiting (429). ``retry_after`` is its requested wait, in seconds."""
+
+    kind = "rate_limit"
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        provider: str | None = None,
+        status_code: int | None = 429,
+        code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, provider=provider, status_code=status_code, code=code, request_id=request_id
+        )
+        self.retry_after = retry_after
+
+
+class QuotaExhaustedError(ProviderError):
+    """The account's quota or budget is exhausted (429 ``insufficient_quota``); never retried."""
+
+    kind = "quota"
+
+
+class BadRequestError(ProviderError):
+    """The provider rejected the request as invalid (4xx other than auth/429); never retried."""
+
+    kind = "bad_request"
+
+
+class ContextLengthError(BadRequestError):
+    """An input, or a whole batch, exceeds the model's token limit."""
+
+    kind = "context_length"
+
+
+class ModelNotFoundError(BadRequestError):
+    """The model or deployment does not exist, or the key has no access to it (404)."""
+
+    kind = "model_not_found"
+
+
+class ServerError(ProviderError):
+    """The provider failed on its side (5xx)."""
+
+    kind = "server"
+    retryable = True
+
+
+class ProviderTimeoutError(ProviderError):
+    """The request timed out (connect, read, write or waiting for a pooled connection)."""
+
+    kind = "timeout"
+    retryable = True
+
+
+class ProviderConnectionError(ProviderError):
+    """The connection failed: refused, reset, or dropped mid-response."""
+
+    kind = "connection"
+    retryable = True
+
+
+class ResponseValidationError(ProviderError):
+    """A successful status with a body that is not exactly one finite vector per input.
+
+    Attributes:
+        truncated: The body looks cut short (e.g. JSON ended early); retried once.
+    """
+
+    kind = "invalid_response"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        truncated: bool = False,
+        provider: str | None = None,
+        status_code: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, status_code=status_code, request_id=request_id)
+        self.truncated = truncated
+        self.retryable = truncated
