@@ -74,8 +74,10 @@ class _Frozen(BaseModel):
         # TOML and environment variables have no null: the string "none" stands for None.
         if isinstance(data, dict):
             for key, value in data.items():
-                if isinstance(value, str) and value.lower() == "none" and key in _NULLABLE.get(
-                    cls, frozenset()
+                if (
+                    isinstance(value, str)
+                    and value.lower() == "none"
+                    and key in _NULLABLE.get(cls, frozenset())
                 ):
                     data[key] = None
         return data
@@ -133,7 +135,8 @@ class RetryPolicy(_Frozen):
     :class:`RateLimitError` (carrying ``retry_after``) instead of sleeping for, say, a day.
     Retries stop after ``max_retries``, after ``max_elapsed`` seconds spent on one batch, or when
     the retry budget is spent: in any ``budget_window`` seconds at most
-    ``budget_min + budget_ratio * requests`` retries are made, so a failing provider is not hammered.
+    ``budget_min + budget_ratio * requests`` retries are made, so a failing provider is not
+    hammered.
     """
 
     max_retries: int = Field(3, ge=0, le=100)
@@ -154,7 +157,8 @@ class BreakerPolicy(_Frozen):
     Opens after ``failure_threshold`` consecutive provider failures; stays open ``open_timeout``
     seconds; then admits at most ``half_open_max_attempts`` probe requests (the first included),
     closing after ``success_threshold`` successful probes and reopening on a failed one. A half-open
-    episode that reaches no verdict within ``half_open_timeout`` seconds reopens, so it cannot wedge.
+    episode that reaches no verdict within ``half_open_timeout`` seconds reopens, so it cannot
+    wedge.
     """
 
     enabled: bool = True
@@ -224,7 +228,7 @@ class ProviderProfile(_Frozen):
             provider's environment variable (``OPENAI_BASE_URL``...) or uses its public default.
         api_key_env: The environment variable holding the key when none is passed to the client.
         deployment: Azure deployment name (classic ``/openai/deployments/{deployment}`` URLs).
-        api_version: Azure ``api-version``; ``None`` with no deployment uses the ``/openai/v1`` form.
+        api_version: Azure ``api-version``; ``None`` with no deployment uses ``/openai/v1``.
         encoding_format: Ask OpenAI-style servers for ``base64`` (compact) or ``float`` vectors.
         extra_body: Extra JSON fields sent with every request (e.g. Ollama's ``keep_alive``).
         timeouts: Per-request timeouts; a single number sets both.

@@ -4,7 +4,7 @@ Catch the class you mean, or the root::
 
     EmbedGuardError
     ├── ConfigurationError            invalid settings; names the field (also a ValueError)
-    ├── InputValidationError          bad input, raised before any request; names the index (ValueError)
+    ├── InputValidationError          bad input, refused before any request; names the index
     ├── CircuitOpenError              the breaker is open: failed fast, nothing was sent
     └── ProviderError                 the provider call failed (status, request id, retryable)
         ├── AuthenticationError       401 / 403: missing or wrong key

@@ -1,0 +1,1 @@
+"""Thin adapters that make embedguard a drop-in for LangChain and LlamaIndex."""

@@ -1,0 +1,354 @@
+"""The pure first step of every call: validate, dedupe, apply the context policy, batch, reassemble.
+
+Nothing here does I/O. :func:`validate_texts` rejects bad input before any request is made;
+:func:`plan_batches` turns the texts into a :class:`Plan`: the distinct texts to send (each sent
+once), their batches, and what :meth:`Plan.assemble` needs to give back one vector per input, in
+input order::
+
+    texts = validate_texts(["a", "b", "a"])
+    plan = plan_batches(texts, batching=BatchPolicy())
+    assert plan.units == ["a", "b"]
+    vectors = plan.assemble(unit_vectors)  # unit_vectors: one row per unit -> one row per input
+
+An empty list is valid: its plan has no units and no batches, so no request is made and the result
+is an empty array.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+import numpy as np
+import numpy.typing as npt
+
+from .config import BatchPolicy
+from .errors import ConfigurationError, InputValidationError
+from .tokens import TokenCounter, default_token_counter
+
+__all__ = ["Batch", "ContextPolicy", "Plan", "plan_batches", "validate_texts"]
+
+ContextPolicy = Literal["error", "truncate", "chunk"]
+"""What to do with a text over the model's per-input token limit.
+
+``"error"`` rejects it before any request; ``"truncate"`` embeds its longest prefix within the
+limit; ``"chunk"`` embeds it in pieces and returns their token-weighted average, L2-renormalised.
+"""
+
+_POLICIES = frozenset(get_args(ContextPolicy))
+_Pieces = tuple[tuple[int, int], ...]  # (unit, tokens) for each piece of a chunked input
+
+
+def validate_texts(texts: object, *, provider: str | None = None) -> list[str]:
+    """Check that ``texts`` is a sequence of embeddable strings and return them as a list.
+
+    Rejected, with :class:`~embedguard.InputValidationError` naming the first bad index: items
+    that are not ``str``; empty or whitespace-only strings (providers reject or silently embed
+    them as noise); strings holding a lone surrogate (they cannot be sent as UTF-8 JSON). A bare
+    ``str`` or ``bytes`` instead of a list is rejected too. An empty list is valid.
+
+    Args:
+        texts: A list, tuple or other sequence (not ``str``/``bytes``) of strings.
+        provider: The provider name to attach to the error.
+
+    Returns:
+        A new list of plain ``str`` (``str`` subclasses are converted).
+    """
+    if isinstance(texts, str | bytes | bytearray):
+        kind = type(texts).__name__
+        raise InputValidationError(
+            f"expected a list of strings, got a single {kind}; wrap it in a list", provider=provider
+        )
+    if not isinstance(texts, Sequence):
+        raise InputValidationError(
+            f"expected a list of strings, got {type(texts).__name__}; pass list(...) of it",
+            provider=provider,
+        )
+    out = list(texts)
+    for i, text in enumerate(out):
+        if type(text) is not str:
+            if not isinstance(text, str):
+                raise InputValidationError(
+                    f"expected a str, got {type(text).__name__}", index=i, provider=provider
+                )
+            text = out[i] = str(text)
+        if not text or text.isspace():
+            what = "empty" if not text else "whitespace only"
+            raise InputValidationError(
+                f"the text is {what}; empty and whitespace-only texts cannot be embedded",
+                index=i,
+                provider=provider,
+            )
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InputValidationError(
+                    f"the text holds a lone surrogate (U+{ord(text[exc.start]):04X} at position "
+                    f"{exc.start}), which cannot be encoded as UTF-8",
+                    index=i,
+                    provider=provider,
+                ) from None
+    return out
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Batch:
+    """One request's worth of units.
+
+    Attributes:
+        units: Indices into :attr:`Plan.units`, ascending and consecutive.
+        texts: The texts to send, in the same order as ``units``.
+        tokens: Estimated tokens of the whole batch.
+    """
+
+    units: tuple[int, ...]
+    texts: tuple[str, ...]
+    tokens: int
+
+    def __repr__(self) -> str:
+        # Never print the texts: they may be large or private.
+        span = f"{self.units[0]}..{self.units[-1]}" if self.units else "-"
+        return f"Batch(units={span}, size={len(self.units)}, tokens={self.tokens})"
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Plan:
+    """What to send and how to put the answers back in input order.
+
+    Attributes:
+        n_inputs: Number of caller inputs.
+        units: Distinct texts to embed (after truncation or chunking), each sent exactly once.
+        unit_tokens: Estimated tokens per unit.
+        batches: The requests, in unit order (batch ``k``'s units all precede batch ``k+1``'s).
+        inverse: For each input, the index of its unit; ``-1`` for a chunked input.
+        pieces: For each chunked input, its ``(unit, tokens)`` pieces in text order.
+        truncated: Indices of the inputs that were truncated to fit the per-input limit.
+    """
+
+    n_inputs: int
+    units: list[str]
+    unit_tokens: list[int]
+    batches: list[Batch]
+    inverse: npt.NDArray[np.intp]
+    pieces: dict[int, _Pieces] = field(default_factory=dict)
+    truncated: tuple[int, ...] = ()
+
+    def __repr__(self) -> str:
+        return (
+            f"Plan(n_inputs={self.n_inputs}, units={len(self.units)}, "
+            f"batches={len(self.batches)}, tokens={self.estimated_tokens}, "
+            f"chunked={len(self.pieces)}, truncated={len(self.truncated)})"
+        )
+
+    @property
+    def estimated_tokens(self) -> int:
+        """Estimated tokens of everything the plan sends."""
+        return sum(self.unit_tokens)
+
+    @property
+    def chunked(self) -> tuple[int, ...]:
+        """Indices of the inputs embedded in pieces, ascending."""
+        return tuple(sorted(self.pieces))
+
+    def assemble(self, unit_vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """One float32 row per input, in input order, from one row per unit.
+
+        A 1:1 input gets its unit's row exactly; a chunked input gets the token-weighted average
+        of its pieces' rows, L2-renormalised. When every input is its own unit in order, the
+        (float32) ``unit_vectors`` array itself is returned, without a copy.
+
+        Args:
+            unit_vectors: Shape ``(len(units), d)``.
+
+        Raises:
+            ValueError: ``unit_vectors`` does not have one row per unit.
+        """
+        vectors = np.asarray(unit_vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(self.units):
+            if not self.units and vectors.size == 0:
+                return np.empty((0, vectors.shape[-1] if vectors.ndim == 2 else 0), np.float32)
+            raise ValueError(
+                f"expected unit vectors of shape ({len(self.units)}, d), got {vectors.shape}"
+            )
+        if not self.pieces and len(self.units) == self.n_inputs:
+            return vectors  # dedupe and chunking found nothing: the identity mapping
+        out = vectors[self.inverse]
+        averaged: dict[_Pieces, npt.NDArray[np.float32]] = {}
+        for i, pieces in self.pieces.items():
+            row = averaged.get(pieces)
+            if row is None:
+                row = averaged[pieces] = _weighted_average(vectors, pieces)
+            out[i] = row
+        return out
+
+    def units_of(self, input_indices: Iterable[int]) -> list[int]:
+        """The units the given inputs need, ascending."""
+        wanted: set[int] = set()
+        for i in input_indices:
+            unit = int(self.inverse[i])
+            if unit >= 0:
+                wanted.add(unit)
+            else:
+                wanted.update(u for u, _ in self.pieces[i])
+        return sorted(wanted)
+
+    def inputs_of(self, unit_indices: Iterable[int]) -> list[int]:
+        """The inputs that need any of the given units (e.g. failed ones), ascending."""
+        hit = np.zeros(len(self.units) + 1, dtype=bool)  # last slot: inverse == -1 never hits
+        hit[np.fromiter(unit_indices, dtype=np.intp)] = True
+        hit[-1] = False
+        inputs = set(np.flatnonzero(hit[self.inverse]).tolist())
+        inputs.update(i for i, pieces in self.pieces.items() if any(hit[u] for u, _ in pieces))
+        return sorted(inputs)
+
+
+def _weighted_average(vectors: npt.NDArray[np.float32], pieces: _Pieces) -> npt.NDArray[np.float32]:
+    units = [u for u, _ in pieces]
+    weights = np.array([w for _, w in pieces], dtype=np.float64)
+    mean: npt.NDArray[np.float64] = weights @ vectors[units].astype(np.float64)
+    norm = float(np.linalg.norm(mean))
+    return (mean / norm if norm > 0 else mean).astype(np.float32)
+
+
+def plan_batches(
+    texts: Sequence[str],
+    *,
+    batching: BatchPolicy,
+    counter: TokenCounter | None = None,
+    context_policy: ContextPolicy = "error",
+    concurrency: int = 1,
+    min_batch_inputs: int = 32,
+    provider: str | None = None,
+) -> Plan:
+    """Dedupe validated ``texts``, apply the context policy and split the units into batches.
+
+    Exact duplicates share one unit. A text estimated over ``batching.max_tokens_per_input``
+    raises :class:`~embedguard.InputValidationError` under ``"error"``, is cut to its longest
+    prefix within the limit under ``"truncate"`` (then deduped on the cut text), or is split into
+    pieces that become units under ``"chunk"``.
+
+    Each batch holds at most ``batching.max_inputs`` units and ``max_tokens_per_request``
+    estimated tokens. There are at least ``min(concurrency, ceil(units / min_batch_inputs))``
+    batches, so every in-flight slot gets work without making batches tiny; sizes are balanced
+    (e.g. 20,000 units, 2048 per request, concurrency 8 -> 10 batches of 2,000). Units keep their
+    order inside and across batches.
+
+    Args:
+        texts: Output of :func:`validate_texts`.
+        batching: The provider's limits.
+        counter: Token counter; defaults to :func:`~embedguard.core.tokens.default_token_counter`.
+        context_policy: ``"error"``, ``"truncate"`` or ``"chunk"``.
+        concurrency: Requests the caller runs at once.
+        min_batch_inputs: Smallest batch worth splitting for concurrency.
+        provider: The provider name to attach to errors.
+
+    Raises:
+        InputValidationError: A text is over the per-input limit under ``"error"``.
+        ConfigurationError: ``context_policy``, ``concurrency`` or ``min_batch_inputs`` is invalid.
+    """
+    if context_policy not in _POLICIES:
+        raise ConfigurationError(
+            f"must be one of {sorted(_POLICIES)}, got {context_policy!r}", field="context_policy"
+        )
+    if concurrency < 1:
+        raise ConfigurationError(f"must be at least 1, got {concurrency}", field="concurrency")
+    if min_batch_inputs < 1:
+        raise ConfigurationError(
+            f"must be at least 1, got {min_batch_inputs}", field="min_batch_inputs"
+        )
+    counter = counter or default_token_counter()
+    limit = batching.max_tokens_per_input
+
+    units: list[str] = []
+    unit_tokens: list[int] = []
+    unit_of: dict[str, int] = {}  # unit text -> unit index
+    code_of: dict[str, int] = {}  # input text -> its unit, or -1 - k for the k-th chunked text
+    chunked: list[_Pieces] = []
+    cut: set[str] = set()  # input texts that were truncated
+    inverse = np.empty(len(texts), dtype=np.intp)
+
+    def add(text: str, tokens: int) -> int:
+        unit = unit_of.get(text)
+        if unit is None:
+            unit = unit_of[text] = len(units)
+            units.append(text)
+            unit_tokens.append(tokens)
+        return unit
+
+    for i, text in enumerate(texts):
+        code = code_of.get(text)
+        if code is None:
+            tokens = counter.count(text)
+            if tokens <= limit:
+                code = add(text, tokens)
+            elif context_policy == "error":
+                raise InputValidationError(
+                    f"the text has an estimated {tokens} tokens, over the limit of {limit} tokens "
+                    "per input; pass context_policy='truncate' to embed its first "
+                    f"{limit} tokens or context_policy='chunk' to embed it in pieces",
+                    index=i,
+                    provider=provider,
+                )
+            elif context_policy == "truncate":
+                prefix = counter.truncate(text, limit)
+                code = add(prefix, counter.count(prefix))
+                cut.add(text)
+            else:
+                parts = []
+                for piece in counter.split(text, limit):
+                    n = counter.count(piece)
+                    parts.append((add(piece, n), n))
+                chunked.append(tuple(parts))
+                code = -len(chunked)
+            code_of[text] = code
+        inverse[i] = code
+
+    pieces: dict[int, _Pieces] = {}
+    truncated: tuple[int, ...] = ()
+    if chunked:
+        for i in np.flatnonzero(inverse < 0).tolist():
+            pieces[i] = chunked[-1 - int(inverse[i])]
+        inverse[inverse < 0] = -1
+    if cut:
+        truncated = tuple(i for i, text in enumerate(texts) if text in cut)
+    batches = _split(units, unit_tokens, batching, concurrency, min_batch_inputs)
+    return Plan(len(texts), units, unit_tokens, batches, inverse, pieces, truncated)
+
+
+def _split(
+    units: list[str],
+    unit_tokens: list[int],
+    batching: BatchPolicy,
+    concurrency: int,
+    min_batch_inputs: int,
+) -> list[Batch]:
+    """Cut the units, in order, into balanced batches within the request limits."""
+    n = len(units)
+    if n == 0:
+        return []
+    cum = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(unit_tokens, out=cum[1:])
+    total = int(cum[-1])
+    cap = batching.max_tokens_per_request
+    target = max(
+        math.ceil(n / batching.max_inputs),
+        math.ceil(total / cap),
+        min(concurrency, math.ceil(n / min_batch_inputs)),
+    )
+    batches: list[Batch] = []
+    start = 0
+    while start < n:
+        # Take an equal share of what is left, unless the token budget runs out first; a batch
+        # cut short by tokens leaves more for the rest, which may then need extra batches.
+        left = max(1, target - len(batches))
+        size = min(-(-(n - start) // left), batching.max_inputs)
+        by_tokens = int(np.searchsorted(cum, cum[start] + cap, side="right")) - 1
+        end = max(start + 1, min(start + size, by_tokens))
+        batches.append(
+            Batch(tuple(range(start, end)), tuple(units[start:end]), int(cum[end] - cum[start]))
+        )
+        start = end
+    return batches

@@ -1,0 +1,180 @@
+"""Built-in provider profiles.
+
+Each function returns a :class:`~embedguard.ProviderProfile` with the provider's settings; any field
+can be overridden by keyword (nested policies as objects or dicts)::
+
+    from embedguard import profiles
+
+    profiles.openai()                                   # text-embedding-3-small, 1536 d
+    profiles.openai("text-embedding-3-large", dimensions=1024)
+    profiles.azure("text-embedding-3-small", deployment="emb", api_version="2024-10-21")
+    profiles.ollama("nomic-embed-text", base_url="http://gpu-box:11434")
+    profiles.get("mistral")                             # by name, as the CLI does
+
+Settings per provider (timeout s / retries / first backoff s / max inputs per request / requests and
+tokens per minute / gzip threshold bytes / pool size / breaker failures, successes, open s, probes):
+
+============  ===  =  =====  ====  ====  =========  ====  ==  ==============
+openai         60  3  1.0    2048  3000  1,000,000  1024  20  5, 2, 30, 3
+azure          90  4  2.0    2048   300    300,000  1024  15  5, 3, 60, 3
+mistral        30  3  0.5     128   100    100,000   512  10  3, 2, 20, 2
+local          10  2  0.1      32     -          -  2048   5  off
+ollama /       60  2  0.1      32     -          -  2048   5  off
+compatible
+============  ===  =  =====  ====  ====  =========  ====  ==  ==============
+
+The OpenAI values are the policy defaults in :mod:`embedguard.core.config`; the other profiles
+state only where they differ. Local HTTP servers (Ollama, OpenAI-compatible) use the local values
+with a 60 s timeout, since a CPU-bound server can take longer than 10 s on a batch of 32. Gzip is
+off for local servers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .config import (
+    BatchPolicy,
+    BreakerPolicy,
+    CompressionPolicy,
+    ProviderProfile,
+    RateLimit,
+    RetryPolicy,
+    Timeouts,
+)
+from .errors import ConfigurationError
+
+__all__ = [
+    "MODEL_DIMENSIONS",
+    "azure",
+    "get",
+    "local",
+    "mistral",
+    "names",
+    "ollama",
+    "openai",
+    "openai_compatible",
+]
+
+MODEL_DIMENSIONS: dict[str, int] = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+    "mistral-embed": 1024,
+    "codestral-embed": 1536,
+    "all-MiniLM-L6-v2": 384,
+}
+"""Native output size of well-known models (used when a profile does not set ``dimensions``)."""
+
+_LOCAL_SERVER: dict[str, Any] = {
+    "timeouts": Timeouts(request=60.0, connect=5.0),
+    "pool_size": 5,
+    "retry": RetryPolicy(max_retries=2, initial_delay=0.1),
+    "breaker": BreakerPolicy(enabled=False),
+    "batching": BatchPolicy(max_inputs=32),
+    "rate_limit": RateLimit(requests_per_minute=None, tokens_per_minute=None),
+    "compression": CompressionPolicy(enabled=False, threshold_bytes=2048),
+}
+
+
+def _build(defaults: dict[str, Any], overrides: dict[str, Any]) -> ProviderProfile:
+    data = {**defaults, **overrides}
+    model = data.get("model")
+    if "dimensions" not in overrides and isinstance(model, str):
+        data.setdefault("dimensions", MODEL_DIMENSIONS.get(model))
+    return ProviderProfile(**data)
+
+
+def openai(model: str = "text-embedding-3-small", **overrides: Any) -> ProviderProfile:
+    """OpenAI's ``/v1/embeddings`` (key from ``OPENAI_API_KEY``)."""
+    return _build({"provider": "openai", "model": model}, overrides)
+
+
+def azure(model: str = "text-embedding-3-small", **overrides: Any) -> ProviderProfile:
+    """Azure OpenAI: a deployment URL with ``api-version``, or the ``/openai/v1`` form.
+
+    Pass ``deployment=`` and ``api_version=`` for the classic form; the endpoint comes from
+    ``base_url`` or ``AZURE_OPENAI_ENDPOINT`` and the key from ``AZURE_OPENAI_API_KEY``.
+    """
+    defaults: dict[str, Any] = {
+        "provider": "azure",
+        "model": model,
+        "timeouts": Timeouts(request=90.0, connect=5.0),
+        "pool_size": 15,
+        "retry": RetryPolicy(max_retries=4, initial_delay=2.0),
+        "breaker": BreakerPolicy(success_threshold=3, open_timeout=60.0, half_open_timeout=60.0),
+        "rate_limit": RateLimit(requests_per_minute=300, tokens_per_minute=300_000),
+    }
+    return _build(defaults, overrides)
+
+
+def mistral(model: str = "mistral-embed", **overrides: Any) -> ProviderProfile:
+    """Mistral's ``/v1/embeddings`` (key from ``MISTRAL_API_KEY``).
+
+    Mistral caps a request at 16,384 tokens in all, so batches are split by that budget too.
+    """
+    defaults: dict[str, Any] = {
+        "provider": "mistral",
+        "model": model,
+        "timeouts": Timeouts(request=30.0, connect=5.0),
+        "pool_size": 10,
+        "retry": RetryPolicy(max_retries=3, initial_delay=0.5),
+        "breaker": BreakerPolicy(
+            failure_threshold=3, success_threshold=2, open_timeout=20.0, half_open_max_attempts=2
+        ),
+        "batching": BatchPolicy(
+            max_inputs=128, max_tokens_per_request=16_384, max_tokens_per_input=8192
+        ),
+        "rate_limit": RateLimit(requests_per_minute=100, tokens_per_minute=100_000),
+        "compression": CompressionPolicy(threshold_bytes=512),
+    }
+    return _build(defaults, overrides)
+
+
+def ollama(model: str = "nomic-embed-text", **overrides: Any) -> ProviderProfile:
+    """A local Ollama server's native ``/api/embed`` (no key; host from ``OLLAMA_HOST``)."""
+    return _build({"provider": "ollama", "model": model, **_LOCAL_SERVER}, overrides)
+
+
+def openai_compatible(model: str, **overrides: Any) -> ProviderProfile:
+    """Any OpenAI-compatible server (vLLM, LM Studio, llama.cpp, TEI, LocalAI...).
+
+    ``base_url`` is required (e.g. ``http://localhost:8000/v1``); any model name is accepted and
+    texts are always sent as text, never token ids.
+    """
+    return _build({"provider": "openai_compatible", "model": model, **_LOCAL_SERVER}, overrides)
+
+
+def local(model: str = "all-MiniLM-L6-v2", **overrides: Any) -> ProviderProfile:
+    """An in-process model (sentence-transformers); no network, no rate limit, breaker off."""
+    defaults = {**_LOCAL_SERVER, "provider": "local", "model": model, "timeouts": 10.0}
+    return _build(defaults, overrides)
+
+
+_BUILTIN: dict[str, Callable[..., ProviderProfile]] = {
+    "openai": openai,
+    "azure": azure,
+    "mistral": mistral,
+    "ollama": ollama,
+    "openai_compatible": openai_compatible,
+    "local": local,
+}
+
+
+def names() -> list[str]:
+    """Names of the built-in profiles, sorted."""
+    return sorted(_BUILTIN)
+
+
+def get(name: str, **overrides: Any) -> ProviderProfile:
+    """The built-in profile called ``name`` (see :func:`names`), with ``overrides`` applied."""
+    try:
+        factory = _BUILTIN[name]
+    except KeyError:
+        raise ConfigurationError(
+            f"unknown profile {name!r}; built-in profiles: {', '.join(names())}", field="profile"
+        ) from None
+    if name == "openai_compatible" and "model" not in overrides:
+        raise ConfigurationError("the openai_compatible profile needs a model name", field="model")
+    return factory(**overrides)

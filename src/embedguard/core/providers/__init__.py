@@ -1,0 +1,36 @@
+"""Provider codecs: each builds a request description and parses the response (no I/O).
+
+``make_codec(profile)`` picks the codec for ``profile.provider``. The client pipeline sends the
+:class:`HttpRequest` and hands the reply to ``codec.parse_response``, which returns an
+:class:`EmbeddingResult` or raises the typed :class:`~embedguard.core.errors.ProviderError`.
+"""
+
+from .azure import AzureOpenAICodec
+from .base import (
+    Codec,
+    EmbeddingResult,
+    HttpRequest,
+    RateLimitInfo,
+    decode_openai_data,
+    error_from_response,
+    make_codec,
+)
+from .compatible import OpenAICompatibleCodec
+from .mistral import MistralCodec
+from .ollama import OllamaCodec
+from .openai import OpenAICodec
+
+__all__ = [
+    "AzureOpenAICodec",
+    "Codec",
+    "EmbeddingResult",
+    "HttpRequest",
+    "MistralCodec",
+    "OllamaCodec",
+    "OpenAICodec",
+    "OpenAICompatibleCodec",
+    "RateLimitInfo",
+    "decode_openai_data",
+    "error_from_response",
+    "make_codec",
+]

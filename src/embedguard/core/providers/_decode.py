@@ -1,0 +1,270 @@
+"""Validate and decode successful embedding responses into one float32 array (pure, no I/O).
+
+The bulk path: the body is parsed once with orjson, one ``(n, d)`` float32 array is allocated, and
+each vector is written straight into its row (base64 items are decoded with pybase64, never
+through Python lists). Anything that is not exactly one finite vector of the right size per input
+raises :class:`~embedguard.core.errors.ResponseValidationError`; nothing partial is returned.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+import pybase64
+
+from embedguard.core.errors import ResponseValidationError
+
+from ._errors import error_from_response, request_id_of
+
+__all__ = [
+    "decode_float_rows",
+    "decode_openai_data",
+    "echoed_model",
+    "int_header",
+    "load_json_object",
+    "usage_tokens",
+]
+
+_FLOAT32 = np.dtype(np.float32)
+_NUMERIC_KINDS = frozenset("fiu")
+
+
+class _Invalid:
+    """Builds ResponseValidationErrors that all carry the same provider, status and request id."""
+
+    __slots__ = ("provider", "request_id", "status_code")
+
+    def __init__(self, provider: str, status_code: int | None, request_id: str | None) -> None:
+        self.provider = provider
+        self.status_code = status_code
+        self.request_id = request_id
+
+    def __call__(self, message: str, *, truncated: bool = False) -> ResponseValidationError:
+        return ResponseValidationError(
+            message,
+            truncated=truncated,
+            provider=self.provider,
+            status_code=self.status_code,
+            request_id=self.request_id,
+        )
+
+
+def _has_error(doc: Mapping[str, Any]) -> bool:
+    error = doc.get("error")
+    return bool(error) or doc.get("object") == "error"
+
+
+def load_json_object(
+    provider: str,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    secrets: Sequence[str | None] = (),
+) -> dict[str, Any]:
+    """Parse a 2xx body into a JSON object, or raise. ``headers`` have lower-case names.
+
+    Raises:
+        ResponseValidationError: The body is empty, not JSON (``truncated`` when it starts like
+            JSON but ends early) or not a JSON object.
+        ProviderError: The body is an error document despite the 2xx status (the typed error).
+    """
+    invalid = _Invalid(provider, status, request_id_of(headers))
+    stripped = body.strip()
+    if not stripped:
+        # An empty 2xx is what a connection dropped before the body looks like: retry once.
+        raise invalid("empty response body", truncated=True)
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        looks_json = stripped[:1] in (b"{", b"[")
+        cut_short = looks_json and (exc.pos >= len(body.rstrip()) or "end of data" in exc.msg)
+        kind = "truncated JSON" if cut_short else "non-JSON"
+        raise invalid(f"{kind} response body", truncated=cut_short) from None
+    if not isinstance(doc, dict):
+        raise invalid(f"response body is a JSON {type(doc).__name__}, not an object")
+    if _has_error(doc):
+        raise error_from_response(provider, status, headers, body, secrets=secrets)
+    return doc
+
+
+def usage_tokens(doc: Mapping[str, Any], key: str = "usage") -> int | None:
+    """Input tokens from ``usage.prompt_tokens`` (else ``usage.total_tokens``), or ``None``."""
+    usage = doc.get(key)
+    if not isinstance(usage, dict):
+        return None
+    for name in ("prompt_tokens", "total_tokens"):
+        value = usage.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
+
+
+def echoed_model(doc: Mapping[str, Any]) -> str | None:
+    """The ``model`` the server echoed, when it is a non-empty string."""
+    model = doc.get("model")
+    return model if isinstance(model, str) and model else None
+
+
+def int_header(headers: Mapping[str, str], name: str) -> int | None:
+    """A non-negative integer header (``-1`` and junk read as ``None``); names lower-case."""
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(float(raw.strip()))
+    except (ValueError, OverflowError):
+        return None
+    return value if value >= 0 else None
+
+
+def _float_row(value: list[Any]) -> np.ndarray | None:
+    """A 1-D numeric array from a JSON list, or ``None`` when it holds anything else."""
+    try:
+        arr = np.array(value)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if arr.ndim != 1 or arr.dtype.kind not in _NUMERIC_KINDS:
+        return None
+    return arr
+
+
+def _width(first: Any, invalid: _Invalid) -> int:
+    """The vector size announced by the first item (base64 string or list)."""
+    if isinstance(first, str):
+        if len(first) % 4:
+            raise invalid("embedding is not valid base64")
+        pad = len(first) - len(first.rstrip("="))
+        nbytes = len(first) // 4 * 3 - pad
+        if nbytes % 4:
+            raise invalid(f"base64 embedding holds {nbytes} bytes, not whole float32 values")
+        return nbytes // 4
+    if isinstance(first, list):
+        return len(first)
+    raise invalid(f"embedding is {type(first).__name__}, not a list of numbers or base64")
+
+
+def _check_width(d: int, dimensions: int | None, invalid: _Invalid) -> None:
+    if d == 0:
+        raise invalid("empty embedding")
+    if dimensions is not None and d != dimensions:
+        raise invalid(f"embedding has {d} dimensions, expected {dimensions}")
+
+
+def _put(out: np.ndarray, row: int, emb: Any, b64_len: int, invalid: _Invalid) -> None:
+    d = out.shape[1]
+    if isinstance(emb, str):
+        if len(emb) != b64_len:
+            raise invalid(f"embedding {row} has a different size than embedding 0")
+        try:
+            raw = pybase64.b64decode(emb, validate=True)
+        except (binascii.Error, ValueError):
+            raise invalid(f"embedding {row} is not valid base64") from None
+        if len(raw) != 4 * d:
+            raise invalid(f"embedding {row} has a different size than embedding 0")
+        out[row] = np.frombuffer(raw, dtype="<f4")
+    elif isinstance(emb, list):
+        if len(emb) != d:
+            raise invalid(f"embedding {row} has {len(emb)} dimensions, embedding 0 has {d}")
+        arr = _float_row(emb)
+        if arr is None:
+            raise invalid(f"embedding {row} is not a flat list of numbers")
+        out[row] = arr
+    else:
+        raise invalid(f"embedding {row} is {type(emb).__name__}, not a list of numbers or base64")
+
+
+def _check_finite(out: np.ndarray, invalid: _Invalid) -> np.ndarray:
+    if not np.isfinite(out).all():
+        bad = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
+        raise invalid(f"embedding {bad} holds NaN or infinite values")
+    return out
+
+
+def decode_openai_data(
+    data: object,
+    *,
+    n_inputs: int,
+    dimensions: int | None,
+    provider: str,
+    status_code: int | None = None,
+    request_id: str | None = None,
+) -> np.ndarray:
+    """Validate an OpenAI-shaped ``data`` list and decode it into a float32 ``(n_inputs, d)`` array.
+
+    Each item must be an object with an integer ``index`` in ``[0, n_inputs)`` (no repeats; items
+    may come in any order) and an ``embedding`` that is a list of numbers or a base64 string of
+    little-endian float32 values, whichever was requested. Every vector must have the same size
+    (``dimensions`` when given) and only finite values. Row ``i`` is the item whose index is ``i``.
+
+    Raises:
+        ResponseValidationError: Anything else; no array is returned then.
+    """
+    invalid = _Invalid(provider, status_code, request_id)
+    if not isinstance(data, list):
+        raise invalid(f"'data' is {type(data).__name__}, not a list")
+    if len(data) != n_inputs:
+        raise invalid(f"got {len(data)} embeddings for {n_inputs} inputs")
+    if n_inputs == 0:
+        return np.empty((0, dimensions or 0), dtype=_FLOAT32)
+    first = data[0]
+    if not isinstance(first, dict):
+        raise invalid("data item 0 is not an object")
+    d = _width(first.get("embedding"), invalid)
+    _check_width(d, dimensions, invalid)
+    b64_len = (4 * d + 2) // 3 * 4  # padded base64 length of 4*d bytes
+    out = np.empty((n_inputs, d), dtype=_FLOAT32)
+    seen = bytearray(n_inputs)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow shows up as inf, checked below
+        for position, item in enumerate(data):
+            if not isinstance(item, dict):
+                raise invalid(f"data item {position} is not an object")
+            index = item.get("index")
+            if not isinstance(index, int) or isinstance(index, bool):
+                raise invalid(f"data item {position} has no integer 'index'")
+            if not 0 <= index < n_inputs:
+                raise invalid(f"data item {position} has index {index} outside [0, {n_inputs})")
+            if seen[index]:
+                raise invalid(f"index {index} appears twice")
+            seen[index] = 1
+            _put(out, index, item.get("embedding"), b64_len, invalid)
+    return _check_finite(out, invalid)
+
+
+def decode_float_rows(
+    rows: object,
+    *,
+    n_inputs: int,
+    dimensions: int | None,
+    provider: str,
+    status_code: int | None = None,
+    request_id: str | None = None,
+) -> np.ndarray:
+    """Validate a list of float vectors given in input order (Ollama's ``embeddings``).
+
+    Raises:
+        ResponseValidationError: Wrong count, ragged or wrong-sized rows, non-numbers, NaN/inf.
+    """
+    invalid = _Invalid(provider, status_code, request_id)
+    if not isinstance(rows, list):
+        raise invalid(f"'embeddings' is {type(rows).__name__}, not a list")
+    if len(rows) != n_inputs:
+        raise invalid(f"got {len(rows)} embeddings for {n_inputs} inputs")
+    if n_inputs == 0:
+        return np.empty((0, dimensions or 0), dtype=_FLOAT32)
+    first = rows[0]
+    if not isinstance(first, list):
+        raise invalid(f"embedding 0 is {type(first).__name__}, not a list of numbers")
+    d = len(first)
+    _check_width(d, dimensions, invalid)
+    out = np.empty((n_inputs, d), dtype=_FLOAT32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for row, emb in enumerate(rows):
+            if not isinstance(emb, list):
+                raise invalid(f"embedding {row} is {type(emb).__name__}, not a list of numbers")
+            _put(out, row, emb, 0, invalid)
+    return _check_finite(out, invalid)

@@ -1,0 +1,49 @@
+"""The package's public surface: one sorted __all__, every public name documented."""
+
+import importlib.resources
+import inspect
+import types
+
+import embedguard
+
+_SUBPACKAGES = {"adapters", "core", "testing", "cli"}
+
+
+def test_all_is_sorted_and_unique() -> None:
+    """__all__ is sorted and has no duplicates."""
+    assert embedguard.__all__ == sorted(set(embedguard.__all__))
+
+
+def test_all_matches_public_names() -> None:
+    """Every public attribute is in __all__ and every __all__ entry exists."""
+    public = {
+        name
+        for name, value in vars(embedguard).items()
+        if not name.startswith("_")
+        and not (isinstance(value, types.ModuleType) and name in _SUBPACKAGES)
+    }
+    assert public == set(embedguard.__all__)
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    """Every exported class, function and module carries its own docstring."""
+    missing = [
+        name
+        for name in embedguard.__all__
+        if not (inspect.getdoc(getattr(embedguard, name)) or "").strip()
+    ]
+    assert missing == []
+
+
+def test_public_methods_are_documented() -> None:
+    """Public methods of the main classes carry docstrings."""
+    for cls in (embedguard.EmbeddingClient, embedguard.CircuitBreaker, embedguard.MetricsCollector):
+        for name, member in vars(cls).items():
+            if name.startswith("_") or (not callable(member) and not isinstance(member, property)):
+                continue
+            assert inspect.getdoc(member), f"{cls.__name__}.{name} has no docstring"
+
+
+def test_package_is_typed() -> None:
+    """The package ships a py.typed marker."""
+    assert importlib.resources.files("embedguard").joinpath("py.typed").is_file()
