@@ -1,0 +1,262 @@
+"""The pipeline's shared, I/O-free steps.
+
+One batch's life is a :class:`BatchRun`: ``begin()`` asks the breaker for a permit and builds the
+(possibly gzipped) request; the caller sends it (with httpx, sync or async) and hands the outcome to
+``settle()``, which validates, records metrics, informs the breaker and the rate limiter, and says
+what to do next: done, retry after a delay, resend at once, or split the batch. The sync and async
+send loops in :mod:`embedguard.core.client` are the only code that exists twice.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+import httpx
+import numpy as np
+
+from . import errors
+from .breaker import CircuitBreaker, Permit
+from .config import ProviderProfile
+from .metrics import MetricsCollector
+from .planning import Batch
+from .providers.base import Codec, EmbeddingResult, HttpRequest
+from .ratelimit import RateLimiter, Reservation
+from .retry import RetryBudget, decide_retry
+
+logger = logging.getLogger("embedguard")
+
+# Errors that say nothing about the provider's health: the breaker neither counts nor clears them.
+_NEUTRAL = (
+    errors.RateLimitError,
+    errors.QuotaExhaustedError,
+    errors.AuthenticationError,
+    errors.BadRequestError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One HTTP attempt, ready to send."""
+
+    request: HttpRequest
+    body: bytes
+    headers: dict[str, str]
+    permit: Permit
+    reservation: Reservation
+    gzipped: bool
+    started: float
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    vectors: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    halves: tuple[Batch, Batch]
+
+
+Outcome = Done | Retry | Split
+
+
+class Shared:
+    """State shared by every batch of one client: codec, breaker, limiter, metrics, budget."""
+
+    def __init__(
+        self,
+        profile: ProviderProfile,
+        codec: Codec,
+        *,
+        breaker: CircuitBreaker,
+        metrics: MetricsCollector,
+        limiter: RateLimiter,
+        secrets: tuple[str, ...],
+        rng: random.Random | None = None,
+    ) -> None:
+        self.profile = profile
+        self.codec = codec
+        self.breaker = breaker
+        self.metrics = metrics
+        self.limiter = limiter
+        self.budget = RetryBudget(profile.retry)
+        self.secrets = secrets
+        self.rng = rng or random.Random()
+        self.dimensions: int | None = profile.dimensions
+        self.gzip_enabled = profile.compression.enabled
+        self._lock = threading.Lock()
+
+    def learn_dimensions(self, d: int) -> None:
+        with self._lock:
+            if self.dimensions is None:
+                self.dimensions = d
+
+
+class AbortedError(Exception):
+    """Another batch of the same call failed for good; this one was not sent."""
+
+
+class BatchRun:
+    """The attempts of one batch. Not thread-safe: one run is driven by one loop."""
+
+    def __init__(self, shared: Shared, batch: Batch) -> None:
+        self.shared = shared
+        self.batch = batch
+        self.retries = 0  # retries the retry policy granted
+        self.attempts = 0  # attempts settled (a gzip resend is an attempt, not a policy retry)
+        self.started = time.monotonic()
+        shared.budget.record_request()
+
+    def begin(self) -> tuple[Permit, HttpRequest]:
+        """Take a breaker permit and build the request; raises CircuitOpenError when open."""
+        shared = self.shared
+        try:
+            permit = shared.breaker.allow_request()
+        except errors.CircuitOpenError:
+            shared.metrics.record_rejected()
+            raise
+        try:
+            request = shared.codec.build_request(self.batch.texts)
+        except BaseException:
+            shared.breaker.release(permit)
+            raise
+        return permit, request
+
+    def prepare(self, permit: Permit, request: HttpRequest, reservation: Reservation) -> Attempt:
+        """Compress the body when the profile asks for it and the server has not refused gzip."""
+        policy = self.shared.profile.compression
+        body = request.body
+        headers = dict(request.headers)
+        gzipped = False
+        if self.shared.gzip_enabled and len(body) >= policy.threshold_bytes:
+            body = gzip.compress(body, compresslevel=policy.level, mtime=0)
+            headers["Content-Encoding"] = "gzip"
+            gzipped = True
+        return Attempt(request, body, headers, permit, reservation, gzipped, time.perf_counter())
+
+    def abandon(self, attempt: Attempt) -> None:
+        """The attempt was cancelled before an outcome: give back the probe slot and the budget."""
+        self.shared.breaker.release(attempt.permit)
+        self.shared.limiter.cancel(attempt.reservation)
+
+    def settle(
+        self,
+        attempt: Attempt,
+        response: httpx.Response | None,
+        exc: BaseException | None,
+    ) -> Outcome:
+        """Turn a response or a transport error into the next step; raises the final error."""
+        shared = self.shared
+        latency = time.perf_counter() - attempt.started
+        resent = self.attempts > 0
+        self.attempts += 1
+        raw, sent = len(attempt.request.body), len(attempt.body)
+        try:
+            if response is None:
+                raise _transport_error(shared.codec.name, exc)
+            result = shared.codec.parse_response(
+                response.status_code,
+                response.headers,
+                response.content,
+                n_inputs=len(self.batch.texts),
+                dimensions=shared.dimensions,
+            )
+        except errors.ProviderError as error:
+            shared.metrics.record_failure(
+                kind=error.kind, latency=latency, bytes_raw=raw, bytes_sent=sent, retry=resent,
+            )  # fmt: skip
+            if isinstance(error, _NEUTRAL):
+                shared.breaker.release(attempt.permit)
+            else:
+                shared.breaker.record_failure(attempt.permit)
+            shared.limiter.correct(attempt.reservation, 0)
+            return self._after_failure(attempt, error)
+        return self._after_success(attempt, result, latency, raw, sent, resent)
+
+    def _after_success(
+        self,
+        attempt: Attempt,
+        result: EmbeddingResult,
+        latency: float,
+        raw: int,
+        sent: int,
+        resent: bool,
+    ) -> Done:
+        shared = self.shared
+        tokens = result.prompt_tokens if result.prompt_tokens is not None else self.batch.tokens
+        shared.breaker.record_success(attempt.permit)
+        shared.limiter.correct(attempt.reservation, tokens)
+        shared.learn_dimensions(int(result.vectors.shape[1]))
+        shared.metrics.record_success(
+            items=len(self.batch.texts), tokens=tokens, latency=latency, bytes_raw=raw,
+            bytes_sent=sent, retry=resent, model=shared.profile.model,
+            provider=shared.profile.name,
+        )  # fmt: skip
+        return Done(result.vectors)
+
+    def _after_failure(self, attempt: Attempt, error: errors.ProviderError) -> Outcome:
+        shared = self.shared
+        if attempt.gzipped and error.status_code in (400, 415):
+            # The server refused a gzip body: send plain from now on, and resend this one at once.
+            shared.gzip_enabled = False
+            logger.warning(
+                "provider=%s refused a gzip request body (status %s); sending uncompressed",
+                shared.codec.name, error.status_code,
+            )  # fmt: skip
+            return Retry(0.0)
+        if isinstance(error, errors.ContextLengthError) and len(self.batch.texts) > 1:
+            # The batch as a whole is over the provider's limit: split it, do not resend it as is.
+            return Split(_halve(self.batch))
+        decision = decide_retry(
+            shared.profile.retry,
+            error,
+            retries_done=self.retries,
+            elapsed=time.monotonic() - self.started,
+            budget=shared.budget,
+            rng=shared.rng,
+        )
+        if not decision.retry:
+            if self.retries:
+                logger.warning(
+                    "provider=%s giving up after %d retries: %s (%s)",
+                    shared.codec.name, self.retries, error.kind, decision.reason,
+                )  # fmt: skip
+            raise error
+        self.retries += 1
+        logger.info(
+            "provider=%s retry=%d wait=%.3fs reason=%s status=%s",
+            shared.codec.name, self.retries, decision.delay, error.kind, error.status_code,
+        )  # fmt: skip
+        return Retry(decision.delay)
+
+
+def _halve(batch: Batch) -> tuple[Batch, Batch]:
+    mid = len(batch.units) // 2
+    share = batch.tokens // max(1, len(batch.units))
+    first = Batch(batch.units[:mid], batch.texts[:mid], share * mid)
+    second = Batch(batch.units[mid:], batch.texts[mid:], batch.tokens - share * mid)
+    return first, second
+
+
+def _transport_error(provider: str, exc: BaseException | None) -> errors.ProviderError:
+    """Map an httpx exception to the typed error (never including headers or the key)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return errors.ProviderTimeoutError(
+            f"request timed out ({type(exc).__name__})", provider=provider
+        )
+    if isinstance(exc, httpx.DecodingError):
+        return errors.ResponseValidationError(
+            "response body could not be decoded", truncated=True, provider=provider
+        )
+    name = type(exc).__name__ if exc is not None else "no response"
+    return errors.ProviderConnectionError(f"connection failed ({name})", provider=provider)
