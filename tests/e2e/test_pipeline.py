@@ -283,3 +283,15 @@ def test_secrets_never_leak(server: EmbeddingServer, caplog: pytest.LogCaptureFi
     for text in texts:
         assert KEY not in text
     assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_async_pool_closes_with_its_event_loop(server: EmbeddingServer) -> None:
+    """Calling aembed from several asyncio.run() loops without aclose() leaks no connection."""
+    client = openai_client(server)
+    for _ in range(3):
+        asyncio.run(client.aembed(["a", "b"]))
+    client.close()
+    import gc
+
+    gc.collect()  # an unclosed transport would raise ResourceWarning (warnings are errors)
+    assert len(server.requests) == 3

@@ -6,9 +6,9 @@ import asyncio
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 import httpx
 import numpy as np
@@ -117,7 +117,7 @@ class EmbeddingClient:
         )
         self._user_ahttp = async_http_client
         # httpx.AsyncClient connections belong to one event loop: one pool per loop.
-        self._ahttp: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]
+        self._ahttp: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool]
         self._ahttp = weakref.WeakKeyDictionary()
         self._async_options: dict[str, Any] = {
             "timeout": timeout, "limits": limits, "transport": async_transport,
@@ -207,9 +207,9 @@ class EmbeddingClient:
 
     async def aclose(self) -> None:
         """Close the async connection pool this client created, then the sync one."""
-        ahttp = self._ahttp.pop(asyncio.get_running_loop(), None)
-        if ahttp is not None:
-            await ahttp.aclose()
+        pool = self._ahttp.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.closer.aclose()
         self.close()
 
     async def __aenter__(self) -> Self:
@@ -364,7 +364,7 @@ class EmbeddingClient:
         slots = self._async_slots()
         try:
             async with slots:
-                http = self._async_http()
+                http = await self._async_http()
                 response = await http.post(
                     attempt.request.url,
                     content=attempt.body,
@@ -382,14 +382,17 @@ class EmbeddingClient:
         self._shared.breaker.release(attempt.permit)
         self._shared.limiter.cancel(attempt.reservation)
 
-    def _async_http(self) -> httpx.AsyncClient:
+    async def _async_http(self) -> httpx.AsyncClient:
         if self._user_ahttp is not None:
             return self._user_ahttp
         loop = asyncio.get_running_loop()
-        http = self._ahttp.get(loop)
-        if http is None:
-            http = self._ahttp[loop] = httpx.AsyncClient(**self._async_options)
-        return http
+        pool = self._ahttp.get(loop)
+        if pool is None:
+            http = httpx.AsyncClient(**self._async_options)
+            closer = _close_at_loop_shutdown(http)
+            await anext(closer)
+            pool = self._ahttp[loop] = _LoopPool(http, closer)
+        return pool.http
 
     def _async_slots(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
@@ -397,6 +400,24 @@ class EmbeddingClient:
         if slots is None:
             slots = self._aslots[loop] = asyncio.Semaphore(self._profile.pool_size)
         return slots
+
+
+class _LoopPool(NamedTuple):
+    http: httpx.AsyncClient
+    closer: AsyncGenerator[None, None]
+
+
+async def _close_at_loop_shutdown(http: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    """Suspended for the life of the event loop; closes the pool when the loop shuts down.
+
+    An httpx.AsyncClient belongs to one event loop. ``asyncio.run`` (and every runner built on
+    ``loop.shutdown_asyncgens``) closes the async generators still alive at shutdown, inside the
+    loop, so the pool is closed cleanly even when the caller never calls ``aclose()``.
+    """
+    try:
+        yield
+    finally:
+        await http.aclose()
 
 
 def _single(text: Any) -> list[str]:
