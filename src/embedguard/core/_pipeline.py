@@ -24,7 +24,7 @@ from .breaker import CircuitBreaker, Permit
 from .config import ProviderProfile
 from .metrics import MetricsCollector
 from .planning import Batch
-from .providers.base import Codec, EmbeddingResult, HttpRequest
+from .providers.base import Codec, EmbeddingResult, HttpRequest, RateLimitInfo
 from .ratelimit import RateLimiter, Reservation
 from .retry import RetryBudget, decide_retry
 
@@ -94,6 +94,7 @@ class Shared:
         self.rng = rng or random.Random()
         self.dimensions: int | None = profile.dimensions
         self.gzip_enabled = profile.compression.enabled
+        self.rate_limit_status: RateLimitInfo | None = None
         self._lock = threading.Lock()
 
     def learn_dimensions(self, d: int) -> None:
@@ -197,6 +198,8 @@ class BatchRun:
         shared.breaker.record_success(attempt.permit)
         shared.limiter.correct(attempt.reservation, tokens)
         shared.learn_dimensions(int(result.vectors.shape[1]))
+        if result.rate_limit is not None:
+            shared.rate_limit_status = result.rate_limit
         shared.metrics.record_success(
             items=len(self.batch.texts), tokens=tokens, latency=latency, bytes_raw=raw,
             bytes_sent=sent, retry=resent, model=shared.profile.model,

@@ -20,7 +20,7 @@ from .breaker import CircuitBreaker, CircuitState
 from .config import ProviderProfile
 from .metrics import MetricsCollector, MetricsSnapshot
 from .planning import Batch, ContextPolicy, Plan, plan_batches, validate_texts
-from .providers.base import make_codec
+from .providers.base import RateLimitInfo, make_codec
 from .ratelimit import RateLimiter
 from .tokens import TokenCounter, default_token_counter
 
@@ -145,6 +145,11 @@ class EmbeddingClient:
     def dimensions(self) -> int | None:
         """The vector size: the profile's, or learned from the first response."""
         return self._shared.dimensions
+
+    @property
+    def rate_limit_status(self) -> RateLimitInfo | None:
+        """What the provider's ``x-ratelimit-*`` headers said on the latest response, if any."""
+        return self._shared.rate_limit_status
 
     def metrics(self) -> MetricsSnapshot:
         """An immutable snapshot of this client's metrics, taken atomically."""
