@@ -23,7 +23,7 @@ from . import errors
 from .breaker import CircuitBreaker, Permit
 from .config import ProviderProfile
 from .metrics import MetricsCollector
-from .planning import Batch
+from .planning import Batch, Plan
 from .providers.base import Codec, EmbeddingResult, HttpRequest, RateLimitInfo
 from .ratelimit import RateLimiter, Reservation
 from .retry import RetryBudget, decide_retry
@@ -156,23 +156,35 @@ class BatchRun:
         response: httpx.Response | None,
         exc: BaseException | None,
     ) -> Outcome:
-        """Turn a response or a transport error into the next step; raises the final error."""
+        """Turn an HTTP response or a transport error into the next step (see :meth:`finish`)."""
+        codec = self.shared.codec
+        try:
+            if response is None:
+                raise _transport_error(codec.name, exc)
+            result = codec.parse_response(
+                response.status_code,
+                response.headers,
+                response.content,
+                n_inputs=len(self.batch.texts),
+                dimensions=self.shared.dimensions,
+            )
+        except errors.ProviderError as error:
+            return self.finish(attempt, error)
+        return self.finish(attempt, result)
+
+    def finish(self, attempt: Attempt, outcome: EmbeddingResult | errors.ProviderError) -> Outcome:
+        """Record a validated result or a typed failure and say what comes next.
+
+        Returns :class:`Done`, :class:`Retry` or :class:`Split`; raises the error when the batch
+        has failed for good.
+        """
         shared = self.shared
         latency = time.perf_counter() - attempt.started
         resent = self.attempts > 0
         self.attempts += 1
         raw, sent = len(attempt.request.body), len(attempt.body)
-        try:
-            if response is None:
-                raise _transport_error(shared.codec.name, exc)
-            result = shared.codec.parse_response(
-                response.status_code,
-                response.headers,
-                response.content,
-                n_inputs=len(self.batch.texts),
-                dimensions=shared.dimensions,
-            )
-        except errors.ProviderError as error:
+        if isinstance(outcome, errors.ProviderError):
+            error = outcome
             shared.metrics.record_failure(
                 kind=error.kind, latency=latency, bytes_raw=raw, bytes_sent=sent, retry=resent,
             )  # fmt: skip
@@ -182,7 +194,7 @@ class BatchRun:
                 shared.breaker.record_failure(attempt.permit)
             shared.limiter.correct(attempt.reservation, 0)
             return self._after_failure(attempt, error)
-        return self._after_success(attempt, result, latency, raw, sent, resent)
+        return self._after_success(attempt, outcome, latency, raw, sent, resent)
 
     def _after_success(
         self,
@@ -263,3 +275,37 @@ def _transport_error(provider: str, exc: BaseException | None) -> errors.Provide
         )
     name = type(exc).__name__ if exc is not None else "no response"
     return errors.ProviderConnectionError(f"connection failed ({name})", provider=provider)
+
+
+def assemble(plan: Plan, results: list[tuple[Batch, np.ndarray]]) -> np.ndarray:
+    """Place each batch's vectors at its units and fan them out to the inputs, in order."""
+    d = results[0][1].shape[1]
+    units = np.empty((len(plan.units), d), dtype=np.float32)
+    for batch, vectors in results:
+        units[list(batch.units)] = vectors
+    return plan.assemble(units)
+
+
+def collect(
+    plan: Plan, outcomes: list[list[tuple[Batch, np.ndarray | BaseException]]]
+) -> list[tuple[Batch, np.ndarray]]:
+    """The finished batches; raises when any failed, naming every input left without a vector.
+
+    The error raised is the first real failure (not a batch skipped because of it).
+    """
+    done: list[tuple[Batch, np.ndarray]] = []
+    failures: list[tuple[Batch, BaseException]] = []
+    for parts in outcomes:
+        for batch, value in parts:
+            if isinstance(value, BaseException):
+                failures.append((batch, value))
+            else:
+                done.append((batch, value))
+    if not failures:
+        return done
+    failed_units = [u for batch, _ in failures for u in batch.units]
+    real = [e for _, e in failures if not isinstance(e, AbortedError)]
+    error = real[0] if real else failures[0][1]
+    if isinstance(error, errors.EmbedGuardError):
+        raise error.with_failed_indices(plan.inputs_of(failed_units))
+    raise error

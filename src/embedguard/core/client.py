@@ -6,21 +6,34 @@ import asyncio
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple, Self
+from typing import Any, Self
 
 import httpx
 import numpy as np
 from pydantic import SecretStr
 
 from . import errors
-from ._pipeline import AbortedError, Attempt, BatchRun, Done, Retry, Shared, Split
+from ._loops import LoopPool, close_at_loop_shutdown
+from ._pipeline import (
+    AbortedError,
+    Attempt,
+    BatchRun,
+    Done,
+    Outcome,
+    Retry,
+    Shared,
+    Split,
+    assemble,
+    collect,
+)
 from .breaker import CircuitBreaker, CircuitState
 from .config import ProviderProfile
 from .metrics import MetricsCollector, MetricsSnapshot
 from .planning import Batch, ContextPolicy, Plan, plan_batches, validate_texts
-from .providers.base import RateLimitInfo, make_codec
+from .providers.base import Codec, RateLimitInfo, make_codec
+from .providers.local import LocalModel
 from .ratelimit import RateLimiter
 from .tokens import TokenCounter, default_token_counter
 
@@ -59,6 +72,7 @@ class EmbeddingClient:
             are cached locally, else a conservative estimate.
         breaker: A circuit breaker to share between clients of the same endpoint.
         environ: Environment to read keys and URLs from (default ``os.environ``).
+        local_model: For a ``local`` profile, an already loaded sentence-transformers model.
     """
 
     def __init__(
@@ -75,6 +89,7 @@ class EmbeddingClient:
         token_counter: TokenCounter | None = None,
         breaker: CircuitBreaker | None = None,
         environ: Mapping[str, str] | None = None,
+        local_model: Any | None = None,
     ) -> None:
         if not isinstance(profile, ProviderProfile):
             raise errors.ConfigurationError(
@@ -89,7 +104,12 @@ class EmbeddingClient:
         self._profile = profile
         self._context_policy: ContextPolicy = context_policy
         self._counter = token_counter or default_token_counter()
-        codec = make_codec(profile, api_key=key, token_provider=token_provider, environ=environ)
+        self._local: LocalModel | None = None
+        codec: Codec
+        if profile.provider == "local":
+            codec = self._local = LocalModel(profile, model=local_model)
+        else:
+            codec = make_codec(profile, api_key=key, token_provider=token_provider, environ=environ)
         self._breaker = breaker or CircuitBreaker(profile.breaker, name=profile.name)
         metrics = MetricsCollector(
             provider=profile.name,
@@ -117,7 +137,7 @@ class EmbeddingClient:
         )
         self._user_ahttp = async_http_client
         # httpx.AsyncClient connections belong to one event loop: one pool per loop.
-        self._ahttp: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool]
+        self._ahttp: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopPool]
         self._ahttp = weakref.WeakKeyDictionary()
         self._async_options: dict[str, Any] = {
             "timeout": timeout, "limits": limits, "transport": async_transport,
@@ -175,7 +195,7 @@ class EmbeddingClient:
         plan = self._plan(texts)
         if not plan.batches:
             return self._empty()
-        return self._assemble(plan, self._run_sync(plan))
+        return assemble(plan, self._run_sync(plan))
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one text; returns a float32 vector."""
@@ -188,6 +208,8 @@ class EmbeddingClient:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        if self._local is not None:
+            self._local.close()
         if self._owns_http:
             self._http.close()
 
@@ -203,7 +225,7 @@ class EmbeddingClient:
         plan = self._plan(texts)
         if not plan.batches:
             return self._empty()
-        return self._assemble(plan, await self._run_async(plan))
+        return assemble(plan, await self._run_async(plan))
 
     async def aembed_query(self, text: str) -> np.ndarray:
         """Async :meth:`embed_query`."""
@@ -240,22 +262,6 @@ class EmbeddingClient:
     def _empty(self) -> np.ndarray:
         return np.empty((0, self._shared.dimensions or 0), dtype=np.float32)
 
-    def _assemble(self, plan: Plan, results: list[tuple[Batch, np.ndarray]]) -> np.ndarray:
-        d = results[0][1].shape[1]
-        units = np.empty((len(plan.units), d), dtype=np.float32)
-        for batch, vectors in results:
-            units[list(batch.units)] = vectors
-        return plan.assemble(units)
-
-    def _fail(self, plan: Plan, failures: list[tuple[Batch, BaseException]]) -> BaseException:
-        """The error to raise for a call with failed batches, naming every input left without."""
-        failed_units = [u for batch, _ in failures for u in batch.units]
-        real = [e for _, e in failures if not isinstance(e, AbortedError)]
-        error = real[0] if real else failures[0][1]
-        if isinstance(error, errors.EmbedGuardError):
-            return error.with_failed_indices(plan.inputs_of(failed_units))
-        return error
-
     # -- the sync send loop --------------------------------------------------------------------
     def _run_sync(self, plan: Plan) -> list[tuple[Batch, np.ndarray]]:
         abort = threading.Event()
@@ -265,22 +271,7 @@ class EmbeddingClient:
             pool = self._pool()
             futures = [pool.submit(self._batch_sync, b, abort) for b in plan.batches]
             outcomes = [f.result() for f in futures]
-        return self._collect(plan, outcomes)
-
-    def _collect(
-        self, plan: Plan, outcomes: list[list[tuple[Batch, np.ndarray | BaseException]]]
-    ) -> list[tuple[Batch, np.ndarray]]:
-        done: list[tuple[Batch, np.ndarray]] = []
-        failures: list[tuple[Batch, BaseException]] = []
-        for parts in outcomes:
-            for batch, value in parts:
-                if isinstance(value, BaseException):
-                    failures.append((batch, value))
-                else:
-                    done.append((batch, value))
-        if failures:
-            raise self._fail(plan, failures)
-        return done
+        return collect(plan, outcomes)
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -301,8 +292,7 @@ class EmbeddingClient:
                 permit, request = run.begin()
                 reservation = self._shared.limiter.acquire(batch.tokens)
                 attempt = run.prepare(permit, request, reservation)
-                response, exc = self._send_sync(attempt)
-                outcome = run.settle(attempt, response, exc)
+                outcome = self._exchange_sync(run, attempt)
                 if isinstance(outcome, Done):
                     return [(batch, outcome.vectors)]
                 if isinstance(outcome, Split):
@@ -313,6 +303,19 @@ class EmbeddingClient:
             if not isinstance(exc, AbortedError):
                 abort.set()
             return [(batch, exc)]
+
+    def _exchange_sync(self, run: BatchRun, attempt: Attempt) -> Outcome:
+        if self._local is None:
+            response, exc = self._send_sync(attempt)
+            return run.settle(attempt, response, exc)
+        try:
+            outcome = self._local.call(
+                run.batch.texts, dimensions=self._shared.dimensions, timeout=self._timeout.read
+            )
+        except BaseException:
+            self._abandon(attempt)
+            raise
+        return run.finish(attempt, outcome)
 
     def _send_sync(self, attempt: Attempt) -> tuple[httpx.Response | None, Exception | None]:
         with self._slots:
@@ -334,7 +337,7 @@ class EmbeddingClient:
     async def _run_async(self, plan: Plan) -> list[tuple[Batch, np.ndarray]]:
         abort = asyncio.Event()
         outcomes = await asyncio.gather(*(self._batch_async(b, abort) for b in plan.batches))
-        return self._collect(plan, list(outcomes))
+        return collect(plan, list(outcomes))
 
     async def _batch_async(
         self, batch: Batch, abort: asyncio.Event
@@ -351,8 +354,7 @@ class EmbeddingClient:
                     self._shared.breaker.release(permit)
                     raise
                 attempt = run.prepare(permit, request, reservation)
-                response, exc = await self._send_async(attempt)
-                outcome = run.settle(attempt, response, exc)
+                outcome = await self._exchange_async(run, attempt)
                 if isinstance(outcome, Done):
                     return [(batch, outcome.vectors)]
                 if isinstance(outcome, Split):
@@ -364,6 +366,19 @@ class EmbeddingClient:
             if not isinstance(exc, AbortedError):
                 abort.set()
             return [(batch, exc)]
+
+    async def _exchange_async(self, run: BatchRun, attempt: Attempt) -> Outcome:
+        if self._local is None:
+            response, exc = await self._send_async(attempt)
+            return run.settle(attempt, response, exc)
+        try:
+            outcome = await self._local.acall(
+                run.batch.texts, dimensions=self._shared.dimensions, timeout=self._timeout.read
+            )
+        except BaseException:
+            self._abandon(attempt)
+            raise
+        return run.finish(attempt, outcome)
 
     async def _send_async(self, attempt: Attempt) -> tuple[httpx.Response | None, Exception | None]:
         slots = self._async_slots()
@@ -394,9 +409,9 @@ class EmbeddingClient:
         pool = self._ahttp.get(loop)
         if pool is None:
             http = httpx.AsyncClient(**self._async_options)
-            closer = _close_at_loop_shutdown(http)
+            closer = close_at_loop_shutdown(http)
             await anext(closer)
-            pool = self._ahttp[loop] = _LoopPool(http, closer)
+            pool = self._ahttp[loop] = LoopPool(http, closer)
         return pool.http
 
     def _async_slots(self) -> asyncio.Semaphore:
@@ -405,24 +420,6 @@ class EmbeddingClient:
         if slots is None:
             slots = self._aslots[loop] = asyncio.Semaphore(self._profile.pool_size)
         return slots
-
-
-class _LoopPool(NamedTuple):
-    http: httpx.AsyncClient
-    closer: AsyncGenerator[None, None]
-
-
-async def _close_at_loop_shutdown(http: httpx.AsyncClient) -> AsyncGenerator[None, None]:
-    """Suspended for the life of the event loop; closes the pool when the loop shuts down.
-
-    An httpx.AsyncClient belongs to one event loop. ``asyncio.run`` (and every runner built on
-    ``loop.shutdown_asyncgens``) closes the async generators still alive at shutdown, inside the
-    loop, so the pool is closed cleanly even when the caller never calls ``aclose()``.
-    """
-    try:
-        yield
-    finally:
-        await http.aclose()
 
 
 def _single(text: Any) -> list[str]:

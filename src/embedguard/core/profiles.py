@@ -148,7 +148,13 @@ def openai_compatible(model: str, **overrides: Any) -> ProviderProfile:
 
 def local(model: str = "all-MiniLM-L6-v2", **overrides: Any) -> ProviderProfile:
     """An in-process model (sentence-transformers); no network, no rate limit, breaker off."""
-    defaults = {**_LOCAL_SERVER, "provider": "local", "model": model, "timeouts": 10.0}
+    defaults = {
+        **_LOCAL_SERVER,
+        "provider": "local",
+        "model": model,
+        "timeouts": 10.0,
+        "price_per_million_tokens": 0.0,
+    }
     return _build(defaults, overrides)
 
 
