@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from embedguard.core.errors import ConfigurationError
-from embedguard.core.export.prometheus import PrometheusCollector, render_prometheus
+from embedguard.core.events import (
+    CallRejected,
+    CircuitChanged,
+    FailedOver,
+    RateLimitObserved,
+    RequestFinished,
+    RequestStarted,
+    RetryScheduled,
+)
+from embedguard.core.export.prometheus import (
+    DEFAULT_BUCKETS,
+    PrometheusCollector,
+    PrometheusHook,
+    render_prometheus,
+)
 from embedguard.core.metrics import MetricsCollector, MetricsSnapshot
 
 Key = tuple[str, frozenset[tuple[str, str]]]
@@ -221,3 +240,186 @@ def test_missing_prometheus_client_names_the_extra(monkeypatch: pytest.MonkeyPat
         PrometheusCollector(m)
     with pytest.raises(ImportError, match=r"embedguard\[prometheus\]"):
         render_prometheus(m)
+
+
+# -- PrometheusHook: a histogram and gauges fed by events ------------------------------------------
+
+OPENAI = {"provider": "openai", "model": "text-embedding-3-small"}
+
+
+def attempt(duration: float, *, error_type: str | None = None, **changes: Any) -> RequestFinished:
+    """A finished OpenAI attempt lasting ``duration`` seconds."""
+    fields: dict[str, Any] = {
+        "provider": "openai", "model": "text-embedding-3-small", "server_address": None,
+        "inputs": 4, "attempt": 1, "request_id": 1, "duration": duration, "input_tokens": 10,
+        "response_model": None, "error_type": error_type, "status_code": None,
+    }  # fmt: skip
+    return RequestFinished(**{**fields, **changes})
+
+
+def started(provider: str = "openai") -> RequestStarted:
+    """An attempt starting at ``provider``."""
+    return RequestStarted(
+        provider=provider, model="m", server_address=None, inputs=1, attempt=1, request_id=1
+    )
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample, by exact name and labels."""
+    return parse(text)[(name, frozenset(labels.items()))]
+
+
+def test_hook_histogram_counts_attempts_in_embedding_sized_buckets() -> None:
+    """attempt_duration_seconds is a histogram from 0.01 s to 60 s, split by outcome."""
+    registry = CollectorRegistry()
+    hook = PrometheusHook(registry=registry)
+    for seconds in (0.005, 0.3, 0.3, 45.0):
+        hook(attempt(seconds))
+    hook(attempt(120.0, error_type="timeout"))
+    text = generate_latest(registry).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["embedguard_attempt_duration_seconds"].type == "histogram"
+    name = "embedguard_attempt_duration_seconds"
+    ok = {**OPENAI, "outcome": "success"}
+    assert sample(text, f"{name}_bucket", **ok, le="0.01") == 1
+    assert sample(text, f"{name}_bucket", **ok, le="0.25") == 1
+    assert sample(text, f"{name}_bucket", **ok, le="0.5") == 3
+    assert sample(text, f"{name}_bucket", **ok, le="30.0") == 3
+    assert sample(text, f"{name}_bucket", **ok, le="60.0") == 4
+    assert sample(text, f"{name}_count", **ok) == 4
+    assert sample(text, f"{name}_sum", **ok) == pytest.approx(45.605)
+    failed = {**OPENAI, "outcome": "failure"}
+    assert sample(text, f"{name}_bucket", **failed, le="60.0") == 0
+    assert sample(text, f"{name}_bucket", **failed, le="+Inf") == 1
+    bounds = {s.labels["le"] for s in families[name].samples if s.name.endswith("_bucket")}
+    assert bounds == {str(b) for b in DEFAULT_BUCKETS} | {"+Inf"}
+
+
+def test_circuit_state_gauge_follows_transitions() -> None:
+    """circuit_state is 1 for the current state only; first sight of a provider means closed."""
+    registry = CollectorRegistry()
+    hook = PrometheusHook(registry=registry)
+    hook(started("openai"))
+    text = generate_latest(registry).decode()
+    name = "embedguard_circuit_state"
+    assert sample(text, name, provider="openai", state="closed") == 1
+    assert sample(text, name, provider="openai", state="open") == 0
+    hook(CircuitChanged(provider="openai", old="closed", new="open"))
+    hook(started("openai"))  # a request seen while open does not reset the state
+    text = generate_latest(registry).decode()
+    assert sample(text, name, provider="openai", state="closed") == 0
+    assert sample(text, name, provider="openai", state="open") == 1
+    assert sample(text, name, provider="openai", state="half_open") == 0
+    hook(CircuitChanged(provider="openai", old="open", new="half_open"))
+    hook(CircuitChanged(provider="mistral", old="closed", new="open"))
+    text = generate_latest(registry).decode()
+    assert sample(text, name, provider="openai", state="half_open") == 1
+    assert sample(text, name, provider="openai", state="open") == 0
+    assert sample(text, name, provider="mistral", state="open") == 1
+    assert sample(text, name, provider="mistral", state="closed") == 0
+
+
+def test_ratelimit_remaining_gauge_keeps_the_latest_reported_values() -> None:
+    """ratelimit_remaining holds the last requests/tokens left; unreported kinds stay unset."""
+    registry = CollectorRegistry()
+    hook = PrometheusHook(registry=registry)
+    hook(RateLimitObserved(provider="openai", remaining_requests=499, remaining_tokens=None))
+    text = generate_latest(registry).decode()
+    name = "embedguard_ratelimit_remaining"
+    assert sample(text, name, provider="openai", kind="requests") == 499
+    assert ("embedguard_ratelimit_remaining", frozenset(
+        {"provider": "openai", "kind": "tokens"}.items()
+    )) not in parse(text)  # fmt: skip
+    hook(RateLimitObserved(provider="openai", remaining_requests=498, remaining_tokens=999_000))
+    text = generate_latest(registry).decode()
+    assert sample(text, name, provider="openai", kind="requests") == 498
+    assert sample(text, name, provider="openai", kind="tokens") == 999_000
+
+
+def test_hook_ignores_events_it_does_not_export() -> None:
+    """Retries, rejections and failovers leave the hook's metrics untouched."""
+    registry = CollectorRegistry()
+    hook = PrometheusHook(registry=registry)
+    before = generate_latest(registry)
+    hook(RetryScheduled(provider="openai", model="m", attempt=1, delay=1.0, reason="server",
+                        status_code=500))  # fmt: skip
+    hook(CallRejected(provider="openai", model="m", reason="circuit_open"))
+    hook(FailedOver(from_provider="openai", to_provider="mistral", reason="server"))
+    assert generate_latest(registry) == before
+
+
+def test_hook_and_snapshot_collector_share_one_registry() -> None:
+    """The hook's names do not clash with the collector's, so both register side by side."""
+    m = MetricsCollector(provider="openai", model="text-embedding-3-small")
+    registry = CollectorRegistry()
+    registry.register(PrometheusCollector(m))
+    hook = PrometheusHook(registry=registry)
+    hook(attempt(0.2))
+    families = {f.name: f.type for f in text_string_to_metric_families(
+        generate_latest(registry).decode()
+    )}  # fmt: skip
+    assert families["embedguard_request_duration_seconds"] == "summary"
+    assert families["embedguard_attempt_duration_seconds"] == "histogram"
+
+
+def test_hook_namespace_and_registry_checks() -> None:
+    """A custom namespace prefixes the names; bad prefixes and a second hook are refused."""
+    registry = CollectorRegistry()
+    hook = PrometheusHook(registry=registry, namespace="rag", buckets=(0.1, 1.0))
+    hook(attempt(0.5))
+    text = generate_latest(registry).decode()
+    assert sample(text, "rag_attempt_duration_seconds_bucket", **OPENAI, outcome="success",
+                  le="1.0") == 1  # fmt: skip
+    with pytest.raises(ConfigurationError):
+        PrometheusHook(registry=CollectorRegistry(), namespace="bad-name")
+    with pytest.raises(ValueError, match="Duplicated"):
+        PrometheusHook(registry=registry, namespace="rag")
+
+
+_CHILD = """
+import sys
+from prometheus_client import CollectorRegistry
+from embedguard.core.events import (
+    CircuitChanged, RateLimitObserved, RequestFinished, RequestStarted,
+)
+from embedguard.core.export.prometheus import PrometheusHook
+
+hook = PrometheusHook(registry=CollectorRegistry())
+hook(RequestStarted(provider="openai", model="m", server_address=None, inputs=1, attempt=1,
+                    request_id=1))
+hook(RequestFinished(provider="openai", model="m", server_address=None, inputs=1, attempt=1,
+                     request_id=1, duration=float(sys.argv[1]), input_tokens=1,
+                     response_model=None, error_type=None, status_code=200))
+if sys.argv[2] == "open":
+    hook(CircuitChanged(provider="openai", old="closed", new="open"))
+hook(RateLimitObserved(provider="openai", remaining_requests=int(sys.argv[3]),
+                       remaining_tokens=None))
+"""
+
+
+def test_multiprocess_mode_merges_processes(tmp_path: Path) -> None:
+    """With PROMETHEUS_MULTIPROC_DIR, histograms sum, states livesum and headroom is most recent."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    env.pop("prometheus_multiproc_dir", None)
+    for args in (("0.2", "open", "100"), ("0.4", "closed", "40")):
+        subprocess.run([sys.executable, "-c", _CHILD, *args], env=env, check=True, timeout=60)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(tmp_path))
+    text = generate_latest(registry).decode()
+    labels = {"provider": "openai", "model": "m", "outcome": "success"}
+    assert sample(text, "embedguard_attempt_duration_seconds_count", **labels) == 2
+    assert sample(text, "embedguard_attempt_duration_seconds_sum", **labels) == pytest.approx(0.6)
+    # One process has its breaker open, the other closed: livesum counts processes per state.
+    state = "embedguard_circuit_state"
+    assert sample(text, state, provider="openai", state="open") == 1
+    assert sample(text, state, provider="openai", state="closed") == 1
+    assert sample(text, state, provider="openai", state="half_open") == 0
+    remaining = "embedguard_ratelimit_remaining"
+    assert sample(text, remaining, provider="openai", kind="requests") == 40
+
+
+def test_missing_prometheus_client_hook_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without prometheus_client, making the hook raises ImportError naming the extra."""
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    with pytest.raises(ImportError, match=r"embedguard\[prometheus\]"):
+        PrometheusHook(registry=object())

@@ -15,6 +15,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -22,6 +23,16 @@ import numpy as np
 from . import errors
 from .breaker import CircuitBreaker, Permit
 from .config import ProviderProfile
+from .events import (
+    CallRejected,
+    CircuitChanged,
+    Hooks,
+    RateLimitObserved,
+    RequestFinished,
+    RequestStarted,
+    RetryScheduled,
+    new_request_id,
+)
 from .metrics import MetricsCollector
 from .planning import Batch, Plan
 from .providers.base import Codec, EmbeddingResult, HttpRequest, RateLimitInfo
@@ -82,6 +93,7 @@ class Shared:
         metrics: MetricsCollector,
         limiter: RateLimiter,
         secrets: tuple[str, ...],
+        hooks: Hooks | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.profile = profile
@@ -95,7 +107,17 @@ class Shared:
         self.dimensions: int | None = profile.dimensions
         self.gzip_enabled = profile.compression.enabled
         self.rate_limit_status: RateLimitInfo | None = None
+        self.hooks = hooks if hooks is not None else Hooks()
+        endpoint = getattr(codec, "url", None)
+        url = urlsplit(endpoint) if isinstance(endpoint, str) else None
+        self.server_address = url.hostname if url else None
+        self.server_port = url.port if url else None
+        breaker.add_listener(self._circuit_changed)
         self._lock = threading.Lock()
+
+    def _circuit_changed(self, old: object, new: object) -> None:
+        if self.hooks:
+            self.hooks.emit(CircuitChanged(provider=self.profile.name, old=str(old), new=str(new)))
 
     def learn_dimensions(self, d: int) -> None:
         with self._lock:
@@ -116,6 +138,7 @@ class BatchRun:
         self.retries = 0  # retries the retry policy granted
         self.attempts = 0  # attempts settled (a gzip resend is an attempt, not a policy retry)
         self.started = time.monotonic()
+        self.request_id = new_request_id()
         shared.budget.record_request()
 
     def begin(self) -> tuple[Permit, HttpRequest]:
@@ -125,6 +148,12 @@ class BatchRun:
             permit = shared.breaker.allow_request()
         except errors.CircuitOpenError:
             shared.metrics.record_rejected()
+            if shared.hooks:
+                profile = shared.profile
+                shared.hooks.emit(
+                    CallRejected(provider=profile.name, model=profile.model, reason="circuit_open",
+                                 provider_kind=profile.provider)
+                )  # fmt: skip
             raise
         try:
             request = shared.codec.build_request(self.batch.texts)
@@ -143,6 +172,16 @@ class BatchRun:
             body = gzip.compress(body, compresslevel=policy.level, mtime=0)
             headers["Content-Encoding"] = "gzip"
             gzipped = True
+        shared = self.shared
+        if shared.hooks:
+            shared.hooks.emit(
+                RequestStarted(
+                    provider=shared.profile.name, model=shared.profile.model,
+                    server_address=shared.server_address, server_port=shared.server_port,
+                    inputs=len(self.batch.texts), attempt=self.attempts + 1,
+                    request_id=self.request_id, provider_kind=shared.profile.provider,
+                )
+            )  # fmt: skip
         return Attempt(request, body, headers, permit, reservation, gzipped, time.perf_counter())
 
     def abandon(self, attempt: Attempt) -> None:
@@ -183,6 +222,8 @@ class BatchRun:
         resent = self.attempts > 0
         self.attempts += 1
         raw, sent = len(attempt.request.body), len(attempt.body)
+        if shared.hooks:
+            self._finished(outcome, latency)
         if isinstance(outcome, errors.ProviderError):
             error = outcome
             shared.metrics.record_failure(
@@ -193,6 +234,8 @@ class BatchRun:
             else:
                 shared.breaker.record_failure(attempt.permit)
             shared.limiter.correct(attempt.reservation, 0)
+            if isinstance(error, errors.RateLimitError):
+                shared.limiter.on_rate_limited(error.retry_after, reservation=attempt.reservation)
             return self._after_failure(attempt, error)
         return self._after_success(attempt, outcome, latency, raw, sent, resent)
 
@@ -211,7 +254,14 @@ class BatchRun:
         shared.limiter.correct(attempt.reservation, tokens)
         shared.learn_dimensions(int(result.vectors.shape[1]))
         if result.rate_limit is not None:
-            shared.rate_limit_status = result.rate_limit
+            shared.rate_limit_status = info = result.rate_limit
+            shared.limiter.observe(info)
+            if shared.hooks:
+                shared.hooks.emit(
+                    RateLimitObserved(provider=shared.profile.name,
+                                      remaining_requests=info.remaining_requests,
+                                      remaining_tokens=info.remaining_tokens)
+                )  # fmt: skip
         shared.metrics.record_success(
             items=len(self.batch.texts), tokens=tokens, latency=latency, bytes_raw=raw,
             bytes_sent=sent, retry=resent, model=shared.profile.model,
@@ -248,11 +298,31 @@ class BatchRun:
                 )  # fmt: skip
             raise error
         self.retries += 1
-        logger.info(
-            "provider=%s retry=%d wait=%.3fs reason=%s status=%s",
-            shared.codec.name, self.retries, decision.delay, error.kind, error.status_code,
-        )  # fmt: skip
+        if shared.hooks:
+            shared.hooks.emit(
+                RetryScheduled(provider=shared.profile.name, model=shared.profile.model,
+                               attempt=self.attempts, delay=decision.delay, reason=error.kind,
+                               status_code=error.status_code, request_id=self.request_id)
+            )  # fmt: skip
         return Retry(decision.delay)
+
+    def _finished(self, outcome: EmbeddingResult | errors.ProviderError, latency: float) -> None:
+        shared, profile = self.shared, self.shared.profile
+        tokens = model = error_type = None
+        status = None if profile.provider == "local" else 200
+        if isinstance(outcome, errors.ProviderError):
+            error_type, status = outcome.kind, outcome.status_code
+        else:
+            tokens, model = outcome.prompt_tokens, outcome.model
+        shared.hooks.emit(
+            RequestFinished(
+                provider=profile.name, model=profile.model, server_address=shared.server_address,
+                server_port=shared.server_port, inputs=len(self.batch.texts),
+                attempt=self.attempts, request_id=self.request_id, duration=latency,
+                provider_kind=profile.provider, input_tokens=tokens, response_model=model,
+                error_type=error_type, status_code=status,
+            )
+        )  # fmt: skip
 
 
 def _halve(batch: Batch) -> tuple[Batch, Batch]:

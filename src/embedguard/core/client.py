@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
-import weakref
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 from typing import Any, Self
 
 import httpx
@@ -15,26 +22,17 @@ import numpy as np
 from pydantic import SecretStr
 
 from . import errors
-from ._loops import LoopPool, close_at_loop_shutdown
-from ._pipeline import (
-    AbortedError,
-    Attempt,
-    BatchRun,
-    Done,
-    Outcome,
-    Retry,
-    Shared,
-    Split,
-    assemble,
-    collect,
-)
+from ._cacheview import CacheView
+from ._dispatch import Dispatcher
+from ._routes import build_route, check_same_space
 from .breaker import CircuitBreaker, CircuitState
+from .cache import EmbeddingCache, open_cache
 from .config import ProviderProfile
+from .events import Hook, Hooks
+from .export.logs import LoggingHook
 from .metrics import MetricsCollector, MetricsSnapshot
-from .planning import Batch, ContextPolicy, Plan, plan_batches, validate_texts
-from .providers.base import Codec, RateLimitInfo, make_codec
-from .providers.local import LocalModel
-from .ratelimit import RateLimiter
+from .planning import ContextPolicy, Plan, plan_batches, validate_texts
+from .providers.base import RateLimitInfo
 from .tokens import TokenCounter, default_token_counter
 
 __all__ = ["EmbeddingClient"]
@@ -73,6 +71,21 @@ class EmbeddingClient:
         breaker: A circuit breaker to share between clients of the same endpoint.
         environ: Environment to read keys and URLs from (default ``os.environ``).
         local_model: For a ``local`` profile, an already loaded sentence-transformers model.
+        coalesce_window: Seconds a small call (at most 16 distinct texts, e.g. a query) waits
+            for other small calls to share its request; ``0`` sends at once. Identical texts in
+            flight are always shared between concurrent calls.
+        cache: A per-text cache (off by default): ``"memory"``, ``"sqlite:///path.db"``, a
+            path ending ``.db``, or an :class:`~embedguard.core.cache.EmbeddingCache`. Cached
+            texts are not sent (nor billed); only the misses are.
+        fallbacks: Profiles (or ``(profile, api_key)`` pairs) tried in order for the texts the
+            primary cannot embed (breaker open, retries exhausted, quota): e.g. an Azure
+            deployment of the same model. Each keeps its own breaker and limits; metrics count
+            which provider served each batch (``requests_by_provider``).
+        allow_mixed_models: Allow fallbacks of another model or dimension. Off by default:
+            vectors of different models must not share an index.
+        hooks: Callables receiving :mod:`~embedguard.core.events` (requests, retries, breaker
+            changes, failovers), e.g. the logging, OpenTelemetry or Prometheus hooks. Default:
+            one :class:`~embedguard.core.export.logs.LoggingHook`; ``[]`` for none.
     """
 
     def __init__(
@@ -90,6 +103,11 @@ class EmbeddingClient:
         breaker: CircuitBreaker | None = None,
         environ: Mapping[str, str] | None = None,
         local_model: Any | None = None,
+        coalesce_window: float = 0.002,
+        cache: str | EmbeddingCache | None = None,
+        fallbacks: Sequence[ProviderProfile | tuple[ProviderProfile, str | SecretStr]] = (),
+        allow_mixed_models: bool = False,
+        hooks: Iterable[Hook] | None = None,
     ) -> None:
         if not isinstance(profile, ProviderProfile):
             raise errors.ConfigurationError(
@@ -100,54 +118,48 @@ class EmbeddingClient:
                 f"must be 'error', 'truncate' or 'chunk', got {context_policy!r}",
                 field="context_policy",
             )
-        key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
+        if coalesce_window < 0:
+            raise errors.ConfigurationError("must not be negative", field="coalesce_window")
+        chain = [f if isinstance(f, tuple) else (f, None) for f in fallbacks]
+        if not allow_mixed_models:
+            check_same_space(profile, [p for p, _ in chain])
         self._profile = profile
         self._context_policy: ContextPolicy = context_policy
         self._counter = token_counter or default_token_counter()
-        self._local: LocalModel | None = None
-        codec: Codec
-        if profile.provider == "local":
-            codec = self._local = LocalModel(profile, model=local_model)
-        else:
-            codec = make_codec(profile, api_key=key, token_provider=token_provider, environ=environ)
-        self._breaker = breaker or CircuitBreaker(profile.breaker, name=profile.name)
         metrics = MetricsCollector(
             provider=profile.name,
             model=profile.model,
             enabled=profile.metrics,
             price_per_million_tokens=profile.price_per_million_tokens,
         )
-        self._breaker.add_listener(metrics.on_breaker_transition)
-        self._shared = Shared(
+        self._hooks = Hooks([LoggingHook()] if hooks is None else hooks)
+        primary = build_route(
             profile,
-            codec,
-            breaker=self._breaker,
             metrics=metrics,
-            limiter=RateLimiter(profile.rate_limit),
-            secrets=tuple(s for s in (key,) if s),
+            api_key=_reveal(api_key),
+            token_provider=token_provider,
+            environ=environ,
+            breaker=breaker,
+            http_client=http_client,
+            async_http_client=async_http_client,
+            transport=transport,
+            async_transport=async_transport,
+            local_model=local_model,
+            hooks=self._hooks,
         )
-        timeout = httpx.Timeout(profile.timeouts.request, connect=profile.timeouts.connect)
-        limits = httpx.Limits(
-            max_connections=profile.pool_size, max_keepalive_connections=profile.pool_size
-        )
-        self._timeout = timeout
-        self._owns_http = http_client is None
-        self._http = http_client or httpx.Client(
-            timeout=timeout, limits=limits, transport=transport, follow_redirects=False
-        )
-        self._user_ahttp = async_http_client
-        # httpx.AsyncClient connections belong to one event loop: one pool per loop.
-        self._ahttp: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopPool]
-        self._ahttp = weakref.WeakKeyDictionary()
-        self._async_options: dict[str, Any] = {
-            "timeout": timeout, "limits": limits, "transport": async_transport,
-            "follow_redirects": False,
-        }  # fmt: skip
-        self._slots = threading.BoundedSemaphore(profile.pool_size)
-        self._aslots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
-        self._aslots = weakref.WeakKeyDictionary()
-        self._executor: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
+        self._routes = [primary] + [
+            build_route(p, metrics=metrics, api_key=_reveal(k), environ=environ, hooks=self._hooks)
+            for p, k in chain
+        ]
+        self._shared = primary.shared
+        self._breaker = primary.shared.breaker
+        store = open_cache(cache)
+        self._cache = None
+        if store is not None:
+            self._cache = CacheView(
+                store, profile, primary.shared.codec, metrics, owned=isinstance(cache, str)
+            )
+        self._dispatch = Dispatcher(self._routes, self._cache, coalesce_window)
         self._closed = False
 
     # -- public surface ----------------------------------------------------------------------
@@ -171,6 +183,11 @@ class EmbeddingClient:
         """What the provider's ``x-ratelimit-*`` headers said on the latest response, if any."""
         return self._shared.rate_limit_status
 
+    @property
+    def hooks(self) -> Hooks:
+        """The hooks receiving this client's events; ``client.hooks.add(hook)`` adds one."""
+        return self._hooks
+
     def metrics(self) -> MetricsSnapshot:
         """An immutable snapshot of this client's metrics, taken atomically."""
         return self._shared.metrics.snapshot()
@@ -192,26 +209,62 @@ class EmbeddingClient:
     # -- sync ----------------------------------------------------------------------------------
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts``; returns a float32 array of shape ``(len(texts), dimensions)``."""
+        return self._embed(texts, "document")
+
+    def _embed(self, texts: Sequence[str], kind: str) -> np.ndarray:
         plan = self._plan(texts)
-        if not plan.batches:
+        if not plan.units:
             return self._empty()
-        return assemble(plan, self._run_sync(plan))
+        return self._dispatch.run(plan, kind)
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one text; returns a float32 vector."""
-        vector: np.ndarray = self.embed(_single(text))[0]
+        vector: np.ndarray = self._embed(_single(text), "query")[0]
         return vector
 
+    def embed_iter(
+        self, texts: Iterable[str], *, chunk_size: int | None = None, window: int = 2
+    ) -> Iterator[np.ndarray]:
+        """Embed a large or endless iterable lazily, in bounded memory.
+
+        Reads ``chunk_size`` texts at a time (default: the profile's max inputs per request),
+        keeps at most ``window`` chunks in flight, and yields one float32 array per chunk, in
+        input order. Errors name positions in the whole stream.
+        """
+        size = chunk_size or self._profile.batching.max_inputs
+        if size < 1 or window < 1:
+            raise errors.ConfigurationError("chunk_size and window must be at least 1")
+        source = iter(texts)
+        pending: deque[tuple[int, Future[np.ndarray]]] = deque()
+        offset = 0
+        with ThreadPoolExecutor(window, thread_name_prefix="embedguard-iter") as pool:
+            try:
+                while True:
+                    while len(pending) < window:
+                        chunk = list(islice(source, size))
+                        if not chunk:
+                            break
+                        pending.append((offset, pool.submit(self.embed, chunk)))
+                        offset += len(chunk)
+                    if not pending:
+                        return
+                    start, future = pending.popleft()
+                    try:
+                        vectors = future.result()
+                    except errors.EmbedGuardError as error:
+                        raise error.shifted(start) from None
+                    yield vectors
+            finally:
+                for _, future in pending:
+                    future.cancel()
+
     def close(self) -> None:
-        """Close the connection pools this client created."""
+        """Close the connection pools and worker threads this client created."""
         self._closed = True
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
-        if self._local is not None:
-            self._local.close()
-        if self._owns_http:
-            self._http.close()
+        for route in self._routes:
+            route.close()
+        if self._cache is not None:
+            self._cache.close()
 
     def __enter__(self) -> Self:
         return self
@@ -222,21 +275,58 @@ class EmbeddingClient:
     # -- async ---------------------------------------------------------------------------------
     async def aembed(self, texts: Sequence[str]) -> np.ndarray:
         """Async :meth:`embed`: batches run concurrently, bounded by the profile's pool size."""
+        return await self._aembed(texts, "document")
+
+    async def _aembed(self, texts: Sequence[str], kind: str) -> np.ndarray:
         plan = self._plan(texts)
-        if not plan.batches:
+        if not plan.units:
             return self._empty()
-        return assemble(plan, await self._run_async(plan))
+        return await self._dispatch.arun(plan, kind)
 
     async def aembed_query(self, text: str) -> np.ndarray:
         """Async :meth:`embed_query`."""
-        vector: np.ndarray = (await self.aembed(_single(text)))[0]
+        vector: np.ndarray = (await self._aembed(_single(text), "query"))[0]
         return vector
 
+    async def aembed_iter(
+        self,
+        texts: Iterable[str] | AsyncIterable[str],
+        *,
+        chunk_size: int | None = None,
+        window: int = 2,
+    ) -> AsyncIterator[np.ndarray]:
+        """Async :meth:`embed_iter`; ``texts`` may be an async iterable."""
+        size = chunk_size or self._profile.batching.max_inputs
+        if size < 1 or window < 1:
+            raise errors.ConfigurationError("chunk_size and window must be at least 1")
+        pending: deque[tuple[int, asyncio.Task[np.ndarray]]] = deque()
+        offset = 0
+        chunks = _achunks(texts, size)
+        try:
+            while True:
+                while len(pending) < window:
+                    chunk = await anext(chunks, None)
+                    if chunk is None:
+                        break
+                    pending.append((offset, asyncio.ensure_future(self.aembed(chunk))))
+                    offset += len(chunk)
+                if not pending:
+                    return
+                start, task = pending.popleft()
+                try:
+                    vectors = await task
+                except errors.EmbedGuardError as error:
+                    raise error.shifted(start) from None
+                yield vectors
+        finally:
+            for _, task in pending:
+                task.cancel()
+
     async def aclose(self) -> None:
-        """Close the async connection pool this client created, then the sync one."""
-        pool = self._ahttp.pop(asyncio.get_running_loop(), None)
-        if pool is not None:
-            await pool.closer.aclose()
+        """Wait for this loop's sends, close its connection pool, then the sync one."""
+        await self._dispatch.drain()
+        for route in self._routes:
+            await route.engine.aclose()
         self.close()
 
     async def __aenter__(self) -> Self:
@@ -262,164 +352,27 @@ class EmbeddingClient:
     def _empty(self) -> np.ndarray:
         return np.empty((0, self._shared.dimensions or 0), dtype=np.float32)
 
-    # -- the sync send loop --------------------------------------------------------------------
-    def _run_sync(self, plan: Plan) -> list[tuple[Batch, np.ndarray]]:
-        abort = threading.Event()
-        if len(plan.batches) == 1:
-            outcomes = [self._batch_sync(plan.batches[0], abort)]
-        else:
-            pool = self._pool()
-            futures = [pool.submit(self._batch_sync, b, abort) for b in plan.batches]
-            outcomes = [f.result() for f in futures]
-        return collect(plan, outcomes)
 
-    def _pool(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(
-                    max_workers=self._profile.pool_size, thread_name_prefix="embedguard"
-                )
-            return self._executor
+def _reveal(key: str | SecretStr | None) -> str | None:
+    return key.get_secret_value() if isinstance(key, SecretStr) else key
 
-    def _batch_sync(
-        self, batch: Batch, abort: threading.Event
-    ) -> list[tuple[Batch, np.ndarray | BaseException]]:
-        run = BatchRun(self._shared, batch)
-        try:
-            while True:
-                if abort.is_set():
-                    raise AbortedError()
-                permit, request = run.begin()
-                reservation = self._shared.limiter.acquire(batch.tokens)
-                attempt = run.prepare(permit, request, reservation)
-                outcome = self._exchange_sync(run, attempt)
-                if isinstance(outcome, Done):
-                    return [(batch, outcome.vectors)]
-                if isinstance(outcome, Split):
-                    return [p for half in outcome.halves for p in self._batch_sync(half, abort)]
-                if isinstance(outcome, Retry) and outcome.delay > 0:
-                    time.sleep(outcome.delay)
-        except Exception as exc:
-            if not isinstance(exc, AbortedError):
-                abort.set()
-            return [(batch, exc)]
 
-    def _exchange_sync(self, run: BatchRun, attempt: Attempt) -> Outcome:
-        if self._local is None:
-            response, exc = self._send_sync(attempt)
-            return run.settle(attempt, response, exc)
-        try:
-            outcome = self._local.call(
-                run.batch.texts, dimensions=self._shared.dimensions, timeout=self._timeout.read
-            )
-        except BaseException:
-            self._abandon(attempt)
-            raise
-        return run.finish(attempt, outcome)
-
-    def _send_sync(self, attempt: Attempt) -> tuple[httpx.Response | None, Exception | None]:
-        with self._slots:
-            try:
-                response = self._http.post(
-                    attempt.request.url,
-                    content=attempt.body,
-                    headers=attempt.headers,
-                    timeout=self._timeout,
-                )
-            except httpx.HTTPError as exc:
-                return None, exc
-            except BaseException:
-                self._abandon(attempt)
-                raise
-        return response, None
-
-    # -- the async send loop -------------------------------------------------------------------
-    async def _run_async(self, plan: Plan) -> list[tuple[Batch, np.ndarray]]:
-        abort = asyncio.Event()
-        outcomes = await asyncio.gather(*(self._batch_async(b, abort) for b in plan.batches))
-        return collect(plan, list(outcomes))
-
-    async def _batch_async(
-        self, batch: Batch, abort: asyncio.Event
-    ) -> list[tuple[Batch, np.ndarray | BaseException]]:
-        run = BatchRun(self._shared, batch)
-        try:
-            while True:
-                if abort.is_set():
-                    raise AbortedError()
-                permit, request = run.begin()
-                try:
-                    reservation = await self._shared.limiter.aacquire(batch.tokens)
-                except BaseException:
-                    self._shared.breaker.release(permit)
-                    raise
-                attempt = run.prepare(permit, request, reservation)
-                outcome = await self._exchange_async(run, attempt)
-                if isinstance(outcome, Done):
-                    return [(batch, outcome.vectors)]
-                if isinstance(outcome, Split):
-                    halves = [self._batch_async(half, abort) for half in outcome.halves]
-                    return [p for part in await asyncio.gather(*halves) for p in part]
-                if isinstance(outcome, Retry) and outcome.delay > 0:
-                    await asyncio.sleep(outcome.delay)
-        except Exception as exc:
-            if not isinstance(exc, AbortedError):
-                abort.set()
-            return [(batch, exc)]
-
-    async def _exchange_async(self, run: BatchRun, attempt: Attempt) -> Outcome:
-        if self._local is None:
-            response, exc = await self._send_async(attempt)
-            return run.settle(attempt, response, exc)
-        try:
-            outcome = await self._local.acall(
-                run.batch.texts, dimensions=self._shared.dimensions, timeout=self._timeout.read
-            )
-        except BaseException:
-            self._abandon(attempt)
-            raise
-        return run.finish(attempt, outcome)
-
-    async def _send_async(self, attempt: Attempt) -> tuple[httpx.Response | None, Exception | None]:
-        slots = self._async_slots()
-        try:
-            async with slots:
-                http = await self._async_http()
-                response = await http.post(
-                    attempt.request.url,
-                    content=attempt.body,
-                    headers=attempt.headers,
-                    timeout=self._timeout,
-                )
-        except httpx.HTTPError as exc:
-            return None, exc
-        except BaseException:  # cancelled: give the probe slot and the reservation back
-            self._abandon(attempt)
-            raise
-        return response, None
-
-    def _abandon(self, attempt: Attempt) -> None:
-        self._shared.breaker.release(attempt.permit)
-        self._shared.limiter.cancel(attempt.reservation)
-
-    async def _async_http(self) -> httpx.AsyncClient:
-        if self._user_ahttp is not None:
-            return self._user_ahttp
-        loop = asyncio.get_running_loop()
-        pool = self._ahttp.get(loop)
-        if pool is None:
-            http = httpx.AsyncClient(**self._async_options)
-            closer = close_at_loop_shutdown(http)
-            await anext(closer)
-            pool = self._ahttp[loop] = LoopPool(http, closer)
-        return pool.http
-
-    def _async_slots(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        slots = self._aslots.get(loop)
-        if slots is None:
-            slots = self._aslots[loop] = asyncio.Semaphore(self._profile.pool_size)
-        return slots
+async def _achunks(
+    texts: Iterable[str] | AsyncIterable[str], size: int
+) -> AsyncIterator[list[str]]:
+    if isinstance(texts, AsyncIterable):
+        chunk: list[str] = []
+        async for text in texts:
+            chunk.append(text)
+            if len(chunk) == size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+        return
+    source = iter(texts)
+    while chunk := list(islice(source, size)):
+        yield chunk
 
 
 def _single(text: Any) -> list[str]:

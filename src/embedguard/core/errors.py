@@ -25,6 +25,7 @@ the positions of the inputs that did not get a vector (nothing is ever returned 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 
 __all__ = [
@@ -87,6 +88,12 @@ class EmbedGuardError(Exception):
         self.failed_indices = tuple(sorted(set(indices)))
         return self
 
+    def shifted(self, offset: int) -> EmbedGuardError:
+        """A copy whose input positions are moved by ``offset`` (a chunk's place in a stream)."""
+        clone = copy.copy(self)
+        clone.failed_indices = tuple(i + offset for i in self.failed_indices)
+        return clone
+
 
 class ConfigurationError(EmbedGuardError, ValueError):
     """A setting is invalid or missing. ``field`` names it (dotted for nested policies)."""
@@ -108,6 +115,14 @@ class InputValidationError(EmbedGuardError, ValueError):
         where = f"input {index}: " if index is not None else ""
         super().__init__(f"{where}{message}", provider=provider)
         self.index = index
+        self.reason = message
+
+    def shifted(self, offset: int) -> EmbedGuardError:
+        """A copy naming the input ``offset`` places further on."""
+        index = None if self.index is None else self.index + offset
+        clone = InputValidationError(self.reason, index=index, provider=self.provider)
+        clone.failed_indices = tuple(i + offset for i in self.failed_indices)
+        return clone
 
 
 class CircuitOpenError(EmbedGuardError):

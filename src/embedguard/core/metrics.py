@@ -98,6 +98,9 @@ class MetricsSnapshot:
     items_by_provider: Mapping[str, int] = field(default_factory=dict)
     failures_by_provider: Mapping[str, int] = field(default_factory=dict)
     rejected_by_kind: Mapping[str, int] = field(default_factory=dict)
+    cache_hits: int = 0
+    cache_misses: int = 0
+    cache_tokens_saved: int = 0
 
     def __post_init__(self) -> None:
         # Copy then wrap, so neither the caller's dict nor the snapshot can change afterwards.
@@ -133,6 +136,11 @@ class MetricsSnapshot:
     def average_batch_size(self) -> float:
         """Items embedded per successful attempt (0.0 when none succeeded)."""
         return _ratio(self.items_embedded, self.successful_requests)
+
+    @property
+    def cache_hit_rate(self) -> float:
+        """Texts found in the cache / texts looked up (0.0 without a cache)."""
+        return _ratio(self.cache_hits, self.cache_hits + self.cache_misses)
 
     @property
     def average_latency(self) -> float:
@@ -197,6 +205,11 @@ class MetricsSnapshot:
             f"  breaker   {self.breaker_opens} opened, {self.breaker_half_opens} half-opened, "
             f"{self.breaker_closes} closed",
         ]
+        if self.cache_hits or self.cache_misses:
+            lines.append(
+                f"  cache     {self.cache_hits} hits, {self.cache_misses} misses "
+                f"({self.cache_hit_rate:.1%}), {self.cache_tokens_saved} tokens saved"
+            )
         return "\n".join(lines)
 
 
@@ -204,10 +217,13 @@ _COERCE: dict[str, Callable[[Any], Any]] = {
     "str": str, "int": int, "float": float, "bool": bool, "Mapping[str, int]": dict,
 }  # fmt: skip
 _MAPPING_FIELDS = tuple(f.name for f in fields(MetricsSnapshot) if f.type == "Mapping[str, int]")
-_OPTIONAL_FIELDS = frozenset(("items_by_provider", "failures_by_provider", "rejected_by_kind"))
+_OPTIONAL_FIELDS = frozenset(
+    ("items_by_provider", "failures_by_provider", "rejected_by_kind", "cache_hits",
+     "cache_misses", "cache_tokens_saved")
+)  # fmt: skip
 _DERIVED = (
     "success_rate", "failure_rate", "retry_rate", "compression_ratio", "bytes_saved",
-    "average_batch_size", "average_latency",
+    "average_batch_size", "average_latency", "cache_hit_rate",
 )  # fmt: skip
 
 
@@ -237,6 +253,9 @@ class _State:
     requests_by_provider: dict[str, int] = field(default_factory=dict)
     items_by_provider: dict[str, int] = field(default_factory=dict)
     failures_by_provider: dict[str, int] = field(default_factory=dict)
+    cache_hits: int = 0
+    cache_misses: int = 0
+    cache_tokens_saved: int = 0
 
     def observe(self, latency: float, retry: bool, bytes_raw: int, bytes_sent: int) -> None:
         """Account the parts every attempt has, whatever its outcome."""
@@ -385,6 +404,16 @@ class MetricsCollector:
             _bump(s.errors_by_kind, kind)
             _bump(s.failures_by_provider, provider)
             s.observe(latency, retry, bytes_raw, bytes_sent)
+
+    def record_cache(self, *, hits: int, misses: int, tokens_saved: int) -> None:
+        """Record one cache lookup: texts found, texts missing, estimated tokens not billed."""
+        if not self._enabled:
+            return
+        with self._lock:
+            s = self._state
+            s.cache_hits += hits
+            s.cache_misses += misses
+            s.cache_tokens_saved += tokens_saved
 
     def record_rejected(self, kind: str = "circuit_open") -> None:
         """Record a call refused without sending anything (not counted in ``total_requests``)."""

@@ -28,7 +28,7 @@ from .config import BatchPolicy
 from .errors import ConfigurationError, InputValidationError
 from .tokens import TokenCounter, default_token_counter
 
-__all__ = ["Batch", "ContextPolicy", "Plan", "plan_batches", "validate_texts"]
+__all__ = ["Batch", "ContextPolicy", "Plan", "plan_batches", "split_units", "validate_texts"]
 
 ContextPolicy = Literal["error", "truncate", "chunk"]
 """What to do with a text over the model's per-input token limit.
@@ -314,18 +314,25 @@ def plan_batches(
         inverse[inverse < 0] = -1
     if cut:
         truncated = tuple(i for i, text in enumerate(texts) if text in cut)
-    batches = _split(units, unit_tokens, batching, concurrency, min_batch_inputs)
+    batches = split_units(
+        units, unit_tokens, batching, concurrency=concurrency, min_batch_inputs=min_batch_inputs
+    )
     return Plan(len(texts), units, unit_tokens, batches, inverse, pieces, truncated)
 
 
-def _split(
-    units: list[str],
-    unit_tokens: list[int],
+def split_units(
+    units: Sequence[str],
+    unit_tokens: Sequence[int],
     batching: BatchPolicy,
-    concurrency: int,
-    min_batch_inputs: int,
+    *,
+    concurrency: int = 1,
+    min_batch_inputs: int = 32,
 ) -> list[Batch]:
-    """Cut the units, in order, into balanced batches within the request limits."""
+    """Cut distinct texts, in order, into balanced batches within the request limits.
+
+    ``Batch.units`` index into ``units``; each batch is a run of consecutive indices. See
+    :func:`plan_batches` for how the number of batches follows ``concurrency``.
+    """
     n = len(units)
     if n == 0:
         return []

@@ -25,20 +25,40 @@ Example::
     from prometheus_client import REGISTRY
     REGISTRY.register(PrometheusCollector(client))   # any object with .metrics()
     print(render_prometheus(client))                 # or one-off text exposition
+
+:class:`PrometheusHook` is an event hook (see :mod:`embedguard.core.events`) feeding
+``prometheus_client``'s own metric classes, so it also works in multiprocess mode::
+
+    embedguard_attempt_duration_seconds{provider,model,outcome}  histogram of HTTP attempts,
+                                                                 buckets 0.01 s .. 60 s
+    embedguard_circuit_state{provider,state}                     1 for the breaker's state, else 0
+    embedguard_ratelimit_remaining{provider,kind}                requests/tokens left (provider's
+                                                                 rate-limit headers)
+
+Its histogram is not named ``request_duration_seconds``: that name is the collector's summary, and
+the two can be registered side by side.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
 from embedguard._extras import require
 from embedguard.core.errors import ConfigurationError
+from embedguard.core.events import (
+    CircuitChanged,
+    Event,
+    RateLimitObserved,
+    RequestFinished,
+    RequestStarted,
+)
 from embedguard.core.metrics import MetricsSnapshot
 
-__all__ = ["PrometheusCollector", "render_prometheus"]
+__all__ = ["DEFAULT_BUCKETS", "PrometheusCollector", "PrometheusHook", "render_prometheus"]
 
 
 class _HasMetrics(Protocol):
@@ -226,3 +246,110 @@ def render_prometheus(
     registry.register(collector)
     text: bytes = prom.generate_latest(registry)
     return text.decode("utf-8")
+
+
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
+)  # fmt: skip
+"""Latency buckets (seconds) of :class:`PrometheusHook`: embeddings take 10 ms to a minute."""
+
+_STATES = ("closed", "open", "half_open")
+
+
+class PrometheusHook:
+    """An event hook feeding a latency histogram and breaker and rate-limit gauges.
+
+    The metrics are ``prometheus_client``'s own ``Histogram`` and ``Gauge``, registered on
+    ``registry`` when the hook is made (make one hook per registry and share it between
+    clients). With ``PROMETHEUS_MULTIPROC_DIR`` set, they are written per process and merged by
+    ``prometheus_client.multiprocess.MultiProcessCollector``: the histogram sums over processes,
+    ``circuit_state`` uses ``livesum`` (how many live processes see each state) and
+    ``ratelimit_remaining`` uses ``livemostrecent`` (the latest value any live process saw).
+
+    Metrics (with the default namespace):
+
+    - ``embedguard_attempt_duration_seconds{provider,model,outcome}``: histogram of HTTP attempt
+      durations from ``RequestFinished`` (``outcome`` is ``success`` or ``failure``).
+    - ``embedguard_circuit_state{provider,state}``: 1 for the breaker's current state and 0 for
+      the others, from ``CircuitChanged``; a provider first seen in ``RequestStarted`` starts
+      ``closed``.
+    - ``embedguard_ratelimit_remaining{provider,kind="requests"|"tokens"}``: what the provider
+      said is left, from ``RateLimitObserved`` (a kind it did not report is not set).
+
+    Args:
+        registry: Where to register; default ``prometheus_client.REGISTRY``.
+        namespace: Prefix of every metric name (``""`` for none).
+        buckets: Histogram bucket upper bounds in seconds.
+
+    Raises:
+        MissingExtraError: ``prometheus_client`` is not installed (``embedguard[prometheus]``).
+        ConfigurationError: Invalid namespace.
+        ValueError: The registry already has these metric names.
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: Any = None,
+        namespace: str = "embedguard",
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+    ) -> None:
+        prom = require("prometheus_client", "prometheus")
+        if namespace and not _NAME.match(namespace):
+            raise ConfigurationError(
+                f"not a valid metric name prefix: {namespace!r}", field="namespace"
+            )
+        prefix = f"{namespace}_" if namespace else ""
+        registry = prom.REGISTRY if registry is None else registry
+        self._latency = prom.Histogram(
+            prefix + "attempt_duration_seconds",
+            "HTTP attempt duration in seconds, by outcome.",
+            ["provider", "model", "outcome"],
+            buckets=tuple(buckets),
+            registry=registry,
+        )
+        self._state = prom.Gauge(
+            prefix + "circuit_state",
+            "Circuit breaker state: 1 for the current state, 0 for the others.",
+            ["provider", "state"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self._remaining = prom.Gauge(
+            prefix + "ratelimit_remaining",
+            "Rate limit left in the provider's window, as its headers last said.",
+            ["provider", "kind"],
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        """Update the metrics from ``event``; other event types are ignored."""
+        if isinstance(event, RequestFinished):
+            outcome = "success" if event.error_type is None else "failure"
+            self._latency.labels(event.provider, event.model, outcome).observe(event.duration)
+        elif isinstance(event, RequestStarted):
+            if event.provider not in self._seen:
+                self._set_state(event.provider, "closed", only_if_unseen=True)
+        elif isinstance(event, CircuitChanged):
+            new = str(getattr(event.new, "value", event.new)).lower().replace("-", "_")
+            self._set_state(event.provider, new, only_if_unseen=False)
+        elif isinstance(event, RateLimitObserved):
+            if event.remaining_requests is not None:
+                self._remaining.labels(event.provider, "requests").set(event.remaining_requests)
+            if event.remaining_tokens is not None:
+                self._remaining.labels(event.provider, "tokens").set(event.remaining_tokens)
+
+    def _set_state(self, provider: str, state: str, *, only_if_unseen: bool) -> None:
+        # Under the lock, so racing transitions cannot leave two states at 1.
+        with self._lock:
+            if only_if_unseen and provider in self._seen:
+                return
+            self._seen.add(provider)
+            for name in _STATES:
+                self._state.labels(provider, name).set(1 if name == state else 0)
+
+    def __repr__(self) -> str:
+        return f"PrometheusHook(providers={sorted(self._seen)!r})"

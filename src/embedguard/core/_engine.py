@@ -1,0 +1,250 @@
+"""The send loops: the only code that exists twice (sync with threads, async with tasks).
+
+Everything they decide with (breaker, limits, retries, validation, metrics) lives in the shared,
+I/O-free :class:`~embedguard.core._pipeline.BatchRun`; this module only moves bytes and waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import numpy as np
+
+from . import errors
+from ._flight import GroupResult
+from ._loops import LoopPool, close_at_loop_shutdown
+from ._pipeline import AbortedError, Attempt, BatchRun, Done, Outcome, Retry, Shared, Split
+from .planning import Batch, split_units
+from .providers.local import LocalModel
+
+__all__ = ["Engine"]
+
+Part = tuple[Batch, np.ndarray | BaseException]
+
+# Failures that every other batch of the call would meet too: skip those not sent yet. Other
+# failures (a bad input, a provider error after its retries) stay with their own batch.
+_FATAL = (
+    errors.AuthenticationError,
+    errors.QuotaExhaustedError,
+    errors.ModelNotFoundError,
+    errors.CircuitOpenError,
+    errors.ConfigurationError,
+)
+
+
+def group_result(n: int, parts: list[Part]) -> GroupResult:
+    """Put each batch's vectors at its rows; rows of failed batches carry their error."""
+    if len(parts) == 1 and not isinstance(parts[0][1], BaseException):
+        return GroupResult(parts[0][1])  # one batch covering every row: no copy
+    vectors: np.ndarray | None = None
+    failed: dict[int, BaseException] = {}
+    for batch, value in parts:
+        if isinstance(value, BaseException):
+            failed.update(dict.fromkeys(batch.units, value))
+            continue
+        if vectors is None:
+            vectors = np.empty((n, value.shape[1]), dtype=np.float32)
+        vectors[batch.units[0] : batch.units[-1] + 1] = value  # a batch is a run of rows
+    return GroupResult(vectors, failed)
+
+
+class Engine:
+    """Sends batches of one client's texts, sync or async, under the client-wide bound."""
+
+    def __init__(
+        self,
+        shared: Shared,
+        *,
+        local: LocalModel | None,
+        http: httpx.Client,
+        async_http: httpx.AsyncClient | None,
+        async_options: dict[str, Any],
+        timeout: httpx.Timeout,
+    ) -> None:
+        self.shared = shared
+        self.local = local
+        self.http = http
+        self._user_ahttp = async_http
+        self._async_options = async_options
+        self._timeout = timeout
+        pool_size = shared.profile.pool_size
+        self._slots = threading.BoundedSemaphore(pool_size)
+        # Async pools and semaphores belong to one event loop: one of each per loop.
+        self._ahttp: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopPool]
+        self._ahttp = weakref.WeakKeyDictionary()
+        self._aslots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        self._aslots = weakref.WeakKeyDictionary()
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _batches(self, texts: list[str], tokens: list[int]) -> list[Batch]:
+        profile = self.shared.profile
+        return split_units(texts, tokens, profile.batching, concurrency=profile.pool_size)
+
+    # -- sync ----------------------------------------------------------------------------------
+    def send(self, texts: list[str], tokens: list[int]) -> GroupResult:
+        """Embed distinct ``texts`` (batches run on a thread pool); failures are per row."""
+        batches = self._batches(texts, tokens)
+        abort = threading.Event()
+        if len(batches) == 1:
+            parts = self._batch_sync(batches[0], abort)
+        else:
+            futures = [self._pool().submit(self._batch_sync, b, abort) for b in batches]
+            parts = [p for f in futures for p in f.result()]
+        return group_result(len(texts), parts)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self.shared.profile.pool_size, thread_name_prefix="embedguard"
+                )
+            return self._executor
+
+    def _batch_sync(self, batch: Batch, abort: threading.Event) -> list[Part]:
+        run = BatchRun(self.shared, batch)
+        try:
+            while True:
+                if abort.is_set():
+                    raise AbortedError()
+                permit, request = run.begin()
+                reservation = self.shared.limiter.acquire(batch.tokens)
+                attempt = run.prepare(permit, request, reservation)
+                outcome = self._exchange_sync(run, attempt)
+                if isinstance(outcome, Done):
+                    return [(batch, outcome.vectors)]
+                if isinstance(outcome, Split):
+                    return [p for half in outcome.halves for p in self._batch_sync(half, abort)]
+                if isinstance(outcome, Retry) and outcome.delay > 0:
+                    time.sleep(outcome.delay)
+        except Exception as exc:
+            if isinstance(exc, _FATAL):
+                abort.set()
+            return [(batch, exc)]
+
+    def _exchange_sync(self, run: BatchRun, attempt: Attempt) -> Outcome:
+        if self.local is not None:
+            try:
+                result = self.local.call(
+                    run.batch.texts, dimensions=self.shared.dimensions, timeout=self._timeout.read
+                )
+            except BaseException:
+                self.abandon(attempt)
+                raise
+            return run.finish(attempt, result)
+        with self._slots:
+            try:
+                response = self.http.post(
+                    attempt.request.url,
+                    content=attempt.body,
+                    headers=attempt.headers,
+                    timeout=self._timeout,
+                )
+            except httpx.HTTPError as exc:
+                return run.settle(attempt, None, exc)
+            except BaseException:
+                self.abandon(attempt)
+                raise
+        return run.settle(attempt, response, None)
+
+    # -- async ---------------------------------------------------------------------------------
+    async def asend(self, texts: list[str], tokens: list[int]) -> GroupResult:
+        """Async :meth:`send`: the batches run as concurrent tasks."""
+        batches = self._batches(texts, tokens)
+        abort = asyncio.Event()
+        parts = await asyncio.gather(*(self._batch_async(b, abort) for b in batches))
+        return group_result(len(texts), [p for part in parts for p in part])
+
+    async def _batch_async(self, batch: Batch, abort: asyncio.Event) -> list[Part]:
+        run = BatchRun(self.shared, batch)
+        try:
+            while True:
+                if abort.is_set():
+                    raise AbortedError()
+                permit, request = run.begin()
+                try:
+                    reservation = await self.shared.limiter.aacquire(batch.tokens)
+                except BaseException:
+                    self.shared.breaker.release(permit)
+                    raise
+                attempt = run.prepare(permit, request, reservation)
+                outcome = await self._exchange_async(run, attempt)
+                if isinstance(outcome, Done):
+                    return [(batch, outcome.vectors)]
+                if isinstance(outcome, Split):
+                    halves = [self._batch_async(half, abort) for half in outcome.halves]
+                    return [p for part in await asyncio.gather(*halves) for p in part]
+                if isinstance(outcome, Retry) and outcome.delay > 0:
+                    await asyncio.sleep(outcome.delay)
+        except Exception as exc:
+            if isinstance(exc, _FATAL):
+                abort.set()
+            return [(batch, exc)]
+
+    async def _exchange_async(self, run: BatchRun, attempt: Attempt) -> Outcome:
+        try:
+            if self.local is not None:
+                result = await self.local.acall(
+                    run.batch.texts, dimensions=self.shared.dimensions, timeout=self._timeout.read
+                )
+                return run.finish(attempt, result)
+            async with self._async_slots():
+                http = await self._async_http()
+                response = await http.post(
+                    attempt.request.url,
+                    content=attempt.body,
+                    headers=attempt.headers,
+                    timeout=self._timeout,
+                )
+        except httpx.HTTPError as exc:
+            return run.settle(attempt, None, exc)
+        except BaseException:  # cancelled: give the probe slot and the reservation back
+            self.abandon(attempt)
+            raise
+        return run.settle(attempt, response, None)
+
+    def abandon(self, attempt: Attempt) -> None:
+        """An attempt that will never settle: return its probe slot and rate-limit booking."""
+        self.shared.breaker.release(attempt.permit)
+        self.shared.limiter.cancel(attempt.reservation)
+
+    async def _async_http(self) -> httpx.AsyncClient:
+        if self._user_ahttp is not None:
+            return self._user_ahttp
+        loop = asyncio.get_running_loop()
+        pool = self._ahttp.get(loop)
+        if pool is None:
+            http = httpx.AsyncClient(**self._async_options)
+            closer = close_at_loop_shutdown(http)
+            await anext(closer)
+            pool = self._ahttp[loop] = LoopPool(http, closer)
+        return pool.http
+
+    def _async_slots(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        slots = self._aslots.get(loop)
+        if slots is None:
+            slots = self._aslots[loop] = asyncio.Semaphore(self.shared.profile.pool_size)
+        return slots
+
+    # -- shutdown ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the worker threads (the caller closes the HTTP clients it owns)."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+        if self.local is not None:
+            self.local.close()
+
+    async def aclose(self) -> None:
+        """Close the running loop's async pool."""
+        pool = self._ahttp.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.closer.aclose()
