@@ -5,7 +5,7 @@ import logging
 import numpy as np
 import pytest
 
-from embedguard import ConfigurationError, EmbeddingClient, profiles
+from embedguard import BadRequestError, ConfigurationError, EmbeddingClient, profiles
 from embedguard.core.events import (
     CircuitChanged,
     Event,
@@ -71,7 +71,7 @@ def test_fails_over_while_the_breaker_is_open(
 def test_no_failover_for_caller_errors(server: EmbeddingServer, backup: EmbeddingServer) -> None:
     """A 400 (the caller's fault) is not retried elsewhere."""
     server.script(Fault.status(400))
-    with _chain(server, backup) as client, pytest.raises(Exception):
+    with _chain(server, backup) as client, pytest.raises(BadRequestError):
         client.embed(["x"])
     assert backup.requests == []
 
