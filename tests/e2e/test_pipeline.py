@@ -295,3 +295,14 @@ def test_async_pool_closes_with_its_event_loop(server: EmbeddingServer) -> None:
 
     gc.collect()  # an unclosed transport would raise ResourceWarning (warnings are errors)
     assert len(server.requests) == 3
+
+
+def test_dropped_client_releases_its_sockets(server: EmbeddingServer) -> None:
+    """A client garbage-collected without close() closes its pool (no ResourceWarning)."""
+    import gc
+
+    client = openai_client(server)
+    client.embed(["a"])
+    del client
+    gc.collect()  # an unclosed socket would raise ResourceWarning here (warnings are errors)
+    assert len(server.requests) == 1

@@ -653,4 +653,5 @@ def test_public_names() -> None:
         "RecordedRequest",
         "deterministic_vector",
         "deterministic_vectors",
+        "lexical_vectors",
     }

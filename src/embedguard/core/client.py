@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import deque
 from collections.abc import (
     AsyncIterable,
@@ -24,7 +25,7 @@ from pydantic import SecretStr
 from . import errors
 from ._cacheview import CacheView
 from ._dispatch import Dispatcher
-from ._routes import build_route, check_same_space
+from ._routes import Route, build_route, check_same_space
 from .breaker import CircuitBreaker, CircuitState
 from .cache import EmbeddingCache, open_cache
 from .config import ProviderProfile
@@ -161,6 +162,8 @@ class EmbeddingClient:
             )
         self._dispatch = Dispatcher(self._routes, self._cache, coalesce_window)
         self._closed = False
+        # A client dropped without close() still releases its sockets (no ResourceWarning).
+        weakref.finalize(self, _release_pools, self._routes)
 
     # -- public surface ----------------------------------------------------------------------
     @property
@@ -351,6 +354,12 @@ class EmbeddingClient:
 
     def _empty(self) -> np.ndarray:
         return np.empty((0, self._shared.dimensions or 0), dtype=np.float32)
+
+
+def _release_pools(routes: list[Route]) -> None:
+    for route in routes:
+        if route.owns_http:
+            route.http.close()
 
 
 def _reveal(key: str | SecretStr | None) -> str | None:

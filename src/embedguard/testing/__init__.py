@@ -12,6 +12,10 @@ vectors (``deterministic_vector(text, dimensions)``) and fails on demand::
         assert (vectors == deterministic_vectors(["a", "b"], 64)).all()
         assert [r.fault for r in server.requests] == ["rate_limited", "drop", None]
 
+With ``EmbeddingServer(vectors="lexical")`` each vector is ``lexical_vectors([text], d)[0]``
+instead: texts sharing words are close, so similarity search over the server's vectors returns
+meaningful results (for examples and retrieval tests).
+
 As a pytest fixture::
 
     @pytest.fixture
@@ -22,7 +26,7 @@ As a pytest fixture::
 
 from ._faults import Fault
 from ._server import EmbeddingServer, RecordedRequest
-from ._vectors import deterministic_vector, deterministic_vectors
+from ._vectors import deterministic_vector, deterministic_vectors, lexical_vectors
 
 __all__ = [
     "EmbeddingServer",
@@ -30,4 +34,5 @@ __all__ = [
     "RecordedRequest",
     "deterministic_vector",
     "deterministic_vectors",
+    "lexical_vectors",
 ]

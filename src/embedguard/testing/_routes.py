@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -18,13 +18,14 @@ from ._errors import (
     shape_error,
     status_error,
 )
-from ._vectors import count_tokens, deterministic_vectors, encode_base64_rows
+from ._vectors import count_tokens, deterministic_vectors, encode_base64_rows, lexical_vectors
 
 __all__ = [
     "HTML_PAGE",
     "EmbedCall",
     "Limits",
     "Route",
+    "VectorMode",
     "error_200",
     "error_body",
     "extract_inputs",
@@ -72,13 +73,18 @@ def match_route(path: str) -> Route | None:
     return None
 
 
+VectorMode = Literal["random", "lexical"]
+"""How the server makes vectors: ``deterministic_vectors`` or ``lexical_vectors``."""
+
+
 @dataclass(frozen=True)
 class Limits:
-    """The server's defaults and optional request limits."""
+    """The server's defaults, optional request limits and vector mode."""
 
     dimensions: int
     max_input_tokens: int | None = None
     max_batch_size: int | None = None
+    vectors: VectorMode = "random"
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ class EmbedCall:
     base64: bool
     tokens: int
     api_version: str | None
+    vectors: VectorMode = "random"
 
 
 def extract_inputs(route: Route, body: Any) -> tuple[str, ...]:
@@ -177,7 +184,9 @@ def parse_call(
         if route.provider != "ollama" or not truncate:
             return context_length_error()
         counts = [min(c, limits.max_input_tokens) for c in counts]
-    return EmbedCall(route, model, inputs, dimensions, base64, sum(counts), api_version)
+    return EmbedCall(
+        route, model, inputs, dimensions, base64, sum(counts), api_version, limits.vectors
+    )
 
 
 def error_body(route: Route | None, spec: ErrorSpec, api_version: str | None = None) -> bytes:
@@ -208,7 +217,8 @@ def _order(
 def _vectors(
     call: EmbedCall, fault: str | None, rng: random.Random
 ) -> tuple[npt.NDArray[np.float32], int | None]:
-    matrix = deterministic_vectors(call.inputs, call.dimensions)
+    make = lexical_vectors if call.vectors == "lexical" else deterministic_vectors
+    matrix = make(call.inputs, call.dimensions)
     if fault == "wrong_dimensions":
         matrix = np.ascontiguousarray(matrix[:, :-1])
     nan_row = None

@@ -13,7 +13,7 @@ from ._engine import Engine, RecordedRequest
 from ._faults import Fault
 from ._http import serve_connection
 from ._ratelimit import TokenBuckets
-from ._routes import Limits
+from ._routes import Limits, VectorMode
 from ._vectors import count_tokens
 
 __all__ = ["EmbeddingServer", "RecordedRequest"]
@@ -28,7 +28,9 @@ class EmbeddingServer:
     thread, and speaks the OpenAI (``/v1/embeddings``), Azure OpenAI
     (``/openai/deployments/{deployment}/embeddings?api-version=...`` and
     ``/openai/v1/embeddings``), Mistral (``/mistral/v1/embeddings``) and Ollama (``/api/embed``,
-    legacy ``/api/embeddings``) wire formats. Each vector is ``deterministic_vector(text, d)``.
+    legacy ``/api/embeddings``) wire formats. Each vector is ``deterministic_vector(text, d)``
+    (pseudo-random per text), or with ``vectors="lexical"`` ``lexical_vectors([text], d)[0]``,
+    so that texts sharing words are close and retrieval over the vectors is meaningful.
 
     Every request sleeps ``latency + latency_per_input * n_inputs`` while holding one of
     ``max_concurrency`` slots (further requests queue). Usage counts tokens with
@@ -57,6 +59,8 @@ class EmbeddingServer:
         max_input_tokens: when set, an input with more tokens gets the provider's 400 context
             length error (Ollama truncates unless ``truncate`` is false).
         max_batch_size: when set, a request with more inputs gets 400.
+        vectors: ``"random"`` (default: :func:`deterministic_vectors`, unrelated per text) or
+            ``"lexical"`` (:func:`lexical_vectors`: the normalised sum of per-word vectors).
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class EmbeddingServer:
         seed: int = 0,
         max_input_tokens: int | None = None,
         max_batch_size: int | None = None,
+        vectors: VectorMode = "random",
     ) -> None:
         if dimensions < 1:
             raise ValueError(f"dimensions must be at least 1, got {dimensions}")
@@ -80,7 +85,9 @@ class EmbeddingServer:
             raise ValueError("latency and latency_per_input must be >= 0")
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
-        self._limits = Limits(dimensions, max_input_tokens, max_batch_size)
+        if vectors not in ("random", "lexical"):
+            raise ValueError(f"vectors must be 'random' or 'lexical', got {vectors!r}")
+        self._limits = Limits(dimensions, max_input_tokens, max_batch_size, vectors)
         self._max_concurrency = max_concurrency
         self._engine = Engine(
             limits=self._limits,
@@ -100,7 +107,8 @@ class EmbeddingServer:
 
     def __repr__(self) -> str:
         where = self.url if self._port is not None else "stopped"
-        return f"EmbeddingServer({where}, dimensions={self._limits.dimensions})"
+        mode = "" if self._limits.vectors == "random" else f", vectors={self._limits.vectors!r}"
+        return f"EmbeddingServer({where}, dimensions={self._limits.dimensions}{mode})"
 
     # -- lifecycle ---------------------------------------------------------------------------
 

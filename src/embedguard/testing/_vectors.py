@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import threading
 from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 import pybase64
 
-__all__ = ["count_tokens", "deterministic_vector", "deterministic_vectors", "encode_base64_rows"]
+__all__ = [
+    "count_tokens",
+    "deterministic_vector",
+    "deterministic_vectors",
+    "encode_base64_rows",
+    "lexical_vectors",
+]
 
 # splitmix64 constants: a counter-based generator, so element j of a text's stream needs no state
 # and a whole batch is produced with a handful of vectorised numpy operations.
@@ -112,6 +120,83 @@ def deterministic_vector(text: str, dimensions: int) -> npt.NDArray[np.float32]:
     """
     vector: npt.NDArray[np.float32] = deterministic_vectors([text], dimensions)[0]
     return vector
+
+
+_WORD = re.compile(r"\w+")
+# English function words carry no topic: with them, every English sentence shares "the", "a",
+# "and"... and long texts look alike whatever they are about.
+_STOP_WORD_TEXT = (
+    "a an and are as at be but by can did do does for from had has have how i if in into is it"
+    " its my not of on or our so such than that the their them then there these they this to"
+    " was we were what when where which who why will with you your"
+)
+_STOP_WORDS = frozenset(_STOP_WORD_TEXT.split())
+# Word vectors are cached per (word, dimensions); the bound keeps memory flat when a benchmark
+# streams millions of distinct words through the server. Oldest entries are evicted first.
+_WORD_CACHE_SIZE = 50_000
+_word_cache: dict[tuple[str, int], npt.NDArray[np.float32]] = {}
+_word_cache_lock = threading.Lock()
+
+
+def _word_vectors(words: Sequence[str], dimensions: int) -> npt.NDArray[np.float32]:
+    vectors: dict[str, npt.NDArray[np.float32]] = {}
+    with _word_cache_lock:
+        for word in words:
+            cached = _word_cache.get((word, dimensions))
+            if cached is not None:
+                vectors[word] = cached
+    missing = list(dict.fromkeys(w for w in words if w not in vectors))
+    if missing:
+        fresh = deterministic_vectors(missing, dimensions)
+        with _word_cache_lock:
+            for word, vector in zip(missing, fresh, strict=True):
+                # A copy, so an evicted row does not keep its whole batch array alive.
+                vectors[word] = _word_cache[(word, dimensions)] = vector.copy()
+            while len(_word_cache) > _WORD_CACHE_SIZE:
+                del _word_cache[next(iter(_word_cache))]
+    return np.stack([vectors[w] for w in words])
+
+
+def lexical_vectors(texts: Sequence[str], dimensions: int) -> npt.NDArray[np.float32]:
+    """Fake embeddings in which texts sharing words are close (feature hashing).
+
+    A text's vector is the L2-normalised sum of ``deterministic_vector(word, dimensions)`` over
+    its lower-cased word tokens (``\\w+``; a repeated word counts each time), leaving out a
+    short list of English function words ("the", "and", "how"...) unless the text has nothing
+    else. Unrelated texts are nearly orthogonal, texts with words in common have a cosine
+    similarity that grows with the words they share, so retrieval over these vectors gives
+    meaningful winners. A text with no word characters gets
+    ``deterministic_vector(text, dimensions)``. Like :func:`deterministic_vectors`, the result
+    is a pure function of its inputs.
+
+    Args:
+        texts: the texts to embed.
+        dimensions: the length of each vector (at least 1).
+
+    Returns:
+        A ``float32`` array of shape ``(len(texts), dimensions)``, rows of unit norm.
+
+    Example:
+        >>> a, b, c = lexical_vectors(["red apple pie", "apple pie recipe", "tax law"], 256)
+        >>> bool(a @ b > a @ c)
+        True
+    """
+    if dimensions < 1:
+        raise ValueError(f"dimensions must be at least 1, got {dimensions}")
+    out = np.empty((len(texts), dimensions), dtype=np.float32)
+    for row, text in enumerate(texts):
+        tokens = _WORD.findall(text.lower())
+        words = [w for w in tokens if w not in _STOP_WORDS] or tokens
+        if not words:
+            out[row] = deterministic_vectors([text], dimensions)[0]
+            continue
+        total = _word_vectors(words, dimensions).sum(axis=0, dtype=np.float64)
+        norm = float(np.sqrt(np.square(total).sum()))
+        if norm == 0.0:  # only possible for 1-d vectors of cancelling words
+            out[row] = deterministic_vectors([text], dimensions)[0]
+        else:
+            out[row] = (total / norm).astype(np.float32)
+    return out
 
 
 def encode_base64_rows(matrix: npt.NDArray[np.float32]) -> list[str]:
