@@ -114,7 +114,7 @@ class Engine:
                 if abort.is_set():
                     raise AbortedError()
                 permit, request = run.begin()
-                reservation = self.shared.limiter.acquire(batch.tokens)
+                reservation = self.shared.limiter.acquire(self.shared.expected_tokens(batch))
                 attempt = run.prepare(permit, request, reservation)
                 outcome = self._exchange_sync(run, attempt)
                 if isinstance(outcome, Done):
@@ -169,7 +169,9 @@ class Engine:
                     raise AbortedError()
                 permit, request = run.begin()
                 try:
-                    reservation = await self.shared.limiter.aacquire(batch.tokens)
+                    reservation = await self.shared.limiter.aacquire(
+                        self.shared.expected_tokens(batch)
+                    )
                 except BaseException:
                     self.shared.breaker.release(permit)
                     raise

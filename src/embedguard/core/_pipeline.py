@@ -107,6 +107,7 @@ class Shared:
         self.dimensions: int | None = profile.dimensions
         self.gzip_enabled = profile.compression.enabled
         self.rate_limit_status: RateLimitInfo | None = None
+        self.token_ratio = 1.0  # billed tokens / estimated tokens, learned from responses
         self.hooks = hooks if hooks is not None else Hooks()
         endpoint = getattr(codec, "url", None)
         url = urlsplit(endpoint) if isinstance(endpoint, str) else None
@@ -118,6 +119,21 @@ class Shared:
     def _circuit_changed(self, old: object, new: object) -> None:
         if self.hooks:
             self.hooks.emit(CircuitChanged(provider=self.profile.name, old=str(old), new=str(new)))
+
+    def expected_tokens(self, batch: Batch) -> int:
+        """Tokens to reserve for ``batch``: the estimate, calibrated by the usage seen so far."""
+        return max(1, round(batch.tokens * self.token_ratio))
+
+    def learn_usage(self, estimated: int, billed: int) -> None:
+        """Fold a response's reported usage into the calibration (an exponential average).
+
+        The estimate errs high on purpose (it must not under-count a text's length), so without
+        calibration the rate limiter would pace a job well below its real budget.
+        """
+        if estimated > 0 and billed > 0:
+            ratio = min(2.0, max(0.05, billed / estimated))
+            with self._lock:
+                self.token_ratio += 0.3 * (ratio - self.token_ratio)
 
     def learn_dimensions(self, d: int) -> None:
         with self._lock:
@@ -250,6 +266,8 @@ class BatchRun:
     ) -> Done:
         shared = self.shared
         tokens = result.prompt_tokens if result.prompt_tokens is not None else self.batch.tokens
+        if result.prompt_tokens is not None:
+            shared.learn_usage(self.batch.tokens, result.prompt_tokens)
         shared.breaker.record_success(attempt.permit)
         shared.limiter.correct(attempt.reservation, tokens)
         shared.learn_dimensions(int(result.vectors.shape[1]))
