@@ -38,20 +38,42 @@ _FATAL = (
 )
 
 
-def group_result(n: int, parts: list[Part]) -> GroupResult:
-    """Put each batch's vectors at its rows; rows of failed batches carry their error."""
+def group_result(n: int, parts: list[Part], out: np.ndarray | None) -> GroupResult:
+    """Put each batch's vectors at its rows; rows of failed batches carry their error.
+
+    Batches that decoded straight into ``out`` (the usual case) need no copy at all.
+    """
     if len(parts) == 1 and not isinstance(parts[0][1], BaseException):
-        return GroupResult(parts[0][1])  # one batch covering every row: no copy
-    vectors: np.ndarray | None = None
+        return GroupResult(parts[0][1])  # one batch covering every row
+    vectors = out
     failed: dict[int, BaseException] = {}
     for batch, value in parts:
         if isinstance(value, BaseException):
             failed.update(dict.fromkeys(batch.units, value))
             continue
-        if vectors is None:
+        if vectors is None or vectors.shape[1] != value.shape[1]:
             vectors = np.empty((n, value.shape[1]), dtype=np.float32)
-        vectors[batch.units[0] : batch.units[-1] + 1] = value  # a batch is a run of rows
+        rows = slice(batch.units[0], batch.units[-1] + 1)  # a batch is a run of rows
+        if not np.may_share_memory(vectors[rows], value):
+            vectors[rows] = value
+    if len(failed) == n:
+        vectors = None
     return GroupResult(vectors, failed)
+
+
+def _buffer(n: int, d: int | None) -> np.ndarray | None:
+    """The result array a group's batches decode into, when the vector size is known."""
+    return None if d is None else np.empty((n, d), dtype=np.float32)
+
+
+def _rows(out: np.ndarray | None, batch: Batch) -> np.ndarray | None:
+    return None if out is None else out[batch.units[0] : batch.units[-1] + 1]
+
+
+def _cut(out: np.ndarray | None, sizes: tuple[int, int]) -> tuple[np.ndarray | None, ...]:
+    if out is None:
+        return (None, None)
+    return (out[: sizes[0]], out[sizes[0] :])
 
 
 class Engine:
@@ -91,13 +113,15 @@ class Engine:
     def send(self, texts: list[str], tokens: list[int]) -> GroupResult:
         """Embed distinct ``texts`` (batches run on a thread pool); failures are per row."""
         batches = self._batches(texts, tokens)
+        out = _buffer(len(texts), self.shared.dimensions)
         abort = threading.Event()
         if len(batches) == 1:
-            parts = self._batch_sync(batches[0], abort)
+            parts = self._batch_sync(batches[0], abort, _rows(out, batches[0]))
         else:
-            futures = [self._pool().submit(self._batch_sync, b, abort) for b in batches]
+            pool = self._pool()
+            futures = [pool.submit(self._batch_sync, b, abort, _rows(out, b)) for b in batches]
             parts = [p for f in futures for p in f.result()]
-        return group_result(len(texts), parts)
+        return group_result(len(texts), parts, out)
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -107,8 +131,10 @@ class Engine:
                 )
             return self._executor
 
-    def _batch_sync(self, batch: Batch, abort: threading.Event) -> list[Part]:
-        run = BatchRun(self.shared, batch)
+    def _batch_sync(
+        self, batch: Batch, abort: threading.Event, out: np.ndarray | None
+    ) -> list[Part]:
+        run = BatchRun(self.shared, batch, out)
         try:
             while True:
                 if abort.is_set():
@@ -120,7 +146,11 @@ class Engine:
                 if isinstance(outcome, Done):
                     return [(batch, outcome.vectors)]
                 if isinstance(outcome, Split):
-                    return [p for half in outcome.halves for p in self._batch_sync(half, abort)]
+                    return [
+                        p
+                        for half, rows in zip(outcome.halves, _cut(out, outcome.sizes), strict=True)
+                        for p in self._batch_sync(half, abort, rows)
+                    ]
                 if isinstance(outcome, Retry) and outcome.delay > 0:
                     time.sleep(outcome.delay)
         except Exception as exc:
@@ -157,12 +187,15 @@ class Engine:
     async def asend(self, texts: list[str], tokens: list[int]) -> GroupResult:
         """Async :meth:`send`: the batches run as concurrent tasks."""
         batches = self._batches(texts, tokens)
+        out = _buffer(len(texts), self.shared.dimensions)
         abort = asyncio.Event()
-        parts = await asyncio.gather(*(self._batch_async(b, abort) for b in batches))
-        return group_result(len(texts), [p for part in parts for p in part])
+        parts = await asyncio.gather(*(self._batch_async(b, abort, _rows(out, b)) for b in batches))
+        return group_result(len(texts), [p for part in parts for p in part], out)
 
-    async def _batch_async(self, batch: Batch, abort: asyncio.Event) -> list[Part]:
-        run = BatchRun(self.shared, batch)
+    async def _batch_async(
+        self, batch: Batch, abort: asyncio.Event, out: np.ndarray | None
+    ) -> list[Part]:
+        run = BatchRun(self.shared, batch, out)
         try:
             while True:
                 if abort.is_set():
@@ -180,7 +213,10 @@ class Engine:
                 if isinstance(outcome, Done):
                     return [(batch, outcome.vectors)]
                 if isinstance(outcome, Split):
-                    halves = [self._batch_async(half, abort) for half in outcome.halves]
+                    halves = [
+                        self._batch_async(half, abort, rows)
+                        for half, rows in zip(outcome.halves, _cut(out, outcome.sizes), strict=True)
+                    ]
                     return [p for part in await asyncio.gather(*halves) for p in part]
                 if isinstance(outcome, Retry) and outcome.delay > 0:
                     await asyncio.sleep(outcome.delay)

@@ -76,6 +76,7 @@ class Retry:
 @dataclass(frozen=True, slots=True)
 class Split:
     halves: tuple[Batch, Batch]
+    sizes: tuple[int, int]
 
 
 Outcome = Done | Retry | Split
@@ -148,9 +149,10 @@ class AbortedError(Exception):
 class BatchRun:
     """The attempts of one batch. Not thread-safe: one run is driven by one loop."""
 
-    def __init__(self, shared: Shared, batch: Batch) -> None:
+    def __init__(self, shared: Shared, batch: Batch, out: np.ndarray | None = None) -> None:
         self.shared = shared
         self.batch = batch
+        self.out = out  # the rows of the caller's result array this batch decodes into
         self.retries = 0  # retries the retry policy granted
         self.attempts = 0  # attempts settled (a gzip resend is an attempt, not a policy retry)
         self.started = time.monotonic()
@@ -222,6 +224,7 @@ class BatchRun:
                 response.content,
                 n_inputs=len(self.batch.texts),
                 dimensions=self.shared.dimensions,
+                out=self.out,
             )
         except errors.ProviderError as error:
             return self.finish(attempt, error)
@@ -299,7 +302,8 @@ class BatchRun:
             return Retry(0.0)
         if isinstance(error, errors.ContextLengthError) and len(self.batch.texts) > 1:
             # The batch as a whole is over the provider's limit: split it, do not resend it as is.
-            return Split(_halve(self.batch))
+            first, second = _halve(self.batch)
+            return Split((first, second), (len(first.units), len(second.units)))
         decision = decide_retry(
             shared.profile.retry,
             error,

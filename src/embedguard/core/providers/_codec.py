@@ -257,6 +257,7 @@ class JsonCodec:
         dimensions: int | None,
         status: int,
         request_id: str | None,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         return decode_openai_data(
             doc.get("data"),
@@ -265,6 +266,7 @@ class JsonCodec:
             provider=self.name,
             status_code=status,
             request_id=request_id,
+            out=out,
         )
 
     def _tokens(self, doc: Mapping[str, Any]) -> int | None:
@@ -281,8 +283,11 @@ class JsonCodec:
         *,
         n_inputs: int,
         dimensions: int | None,
+        out: np.ndarray | None = None,
     ) -> EmbeddingResult:
         """Return the validated vectors of a 2xx response; raise the typed error otherwise.
+
+        With ``out`` (float32, ``(n_inputs, dimensions)``) the vectors are decoded into it.
 
         Raises:
             ProviderError: The subclass for a non-2xx status or an error body.
@@ -299,6 +304,7 @@ class JsonCodec:
             dimensions=dimensions,
             status=status,
             request_id=request_id_of(lowered),
+            out=out,
         )
         return EmbeddingResult(
             vectors=vectors,

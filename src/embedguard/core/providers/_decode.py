@@ -178,6 +178,13 @@ def _put(out: np.ndarray, row: int, emb: Any, b64_len: int, invalid: _Invalid) -
         raise invalid(f"embedding {row} is {type(emb).__name__}, not a list of numbers or base64")
 
 
+def _target(out: np.ndarray | None, n: int, d: int) -> np.ndarray:
+    """The caller's buffer when it fits, else a new array (each row is written exactly once)."""
+    if out is not None and out.shape == (n, d) and out.dtype == _FLOAT32:
+        return out
+    return np.empty((n, d), dtype=_FLOAT32)
+
+
 def _check_finite(out: np.ndarray, invalid: _Invalid) -> np.ndarray:
     if not np.isfinite(out).all():
         bad = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
@@ -193,8 +200,11 @@ def decode_openai_data(
     provider: str,
     status_code: int | None = None,
     request_id: str | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Validate an OpenAI-shaped ``data`` list and decode it into a float32 ``(n_inputs, d)`` array.
+
+    With ``out`` (a float32 array of that shape), the vectors are decoded straight into it.
 
     Each item must be an object with an integer ``index`` in ``[0, n_inputs)`` (no repeats; items
     may come in any order) and an ``embedding`` that is a list of numbers or a base64 string of
@@ -217,7 +227,7 @@ def decode_openai_data(
     d = _width(first.get("embedding"), invalid)
     _check_width(d, dimensions, invalid)
     b64_len = (4 * d + 2) // 3 * 4  # padded base64 length of 4*d bytes
-    out = np.empty((n_inputs, d), dtype=_FLOAT32)
+    out = _target(out, n_inputs, d)
     seen = bytearray(n_inputs)
     with np.errstate(over="ignore", invalid="ignore"):  # overflow shows up as inf, checked below
         for position, item in enumerate(data):
@@ -243,6 +253,7 @@ def decode_float_rows(
     provider: str,
     status_code: int | None = None,
     request_id: str | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Validate a list of float vectors given in input order (Ollama's ``embeddings``).
 
@@ -261,7 +272,7 @@ def decode_float_rows(
         raise invalid(f"embedding 0 is {type(first).__name__}, not a list of numbers")
     d = len(first)
     _check_width(d, dimensions, invalid)
-    out = np.empty((n_inputs, d), dtype=_FLOAT32)
+    out = _target(out, n_inputs, d)
     with np.errstate(over="ignore", invalid="ignore"):
         for row, emb in enumerate(rows):
             if not isinstance(emb, list):

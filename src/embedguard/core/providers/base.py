@@ -107,10 +107,12 @@ class Codec(Protocol):
         *,
         n_inputs: int,
         dimensions: int | None,
+        out: np.ndarray | None = None,
     ) -> EmbeddingResult:
         """Validate a response: return the vectors on 2xx, raise the typed error otherwise.
 
-        ``dimensions=None`` accepts any vector size consistent within the response.
+        ``dimensions=None`` accepts any vector size consistent within the response. ``out``, a
+        float32 ``(n_inputs, dimensions)`` array, receives the vectors when given (no copy).
         """
         ...
 

@@ -110,6 +110,7 @@ class LocalModel:
         *,
         n_inputs: int,
         dimensions: int | None,
+        out: np.ndarray | None = None,
     ) -> EmbeddingResult:
         """Not used: an in-process model has no HTTP response."""
         raise TypeError("LocalModel does not parse HTTP responses; use encode()")

@@ -107,6 +107,7 @@ class OllamaCodec(JsonCodec):
         dimensions: int | None,
         status: int,
         request_id: str | None,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         return decode_float_rows(
             doc.get("embeddings"),
@@ -115,6 +116,7 @@ class OllamaCodec(JsonCodec):
             provider=self.name,
             status_code=status,
             request_id=request_id,
+            out=out,
         )
 
     def _tokens(self, doc: Mapping[str, Any]) -> int | None:

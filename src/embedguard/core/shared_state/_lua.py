@@ -1,0 +1,155 @@
+"""The Lua scripts that keep shared state consistent: each runs atomically on the server.
+
+Times come from the server's ``TIME``, so workers on machines with skewed clocks agree. Times
+are stored as seconds with ``%.17g`` (a double survives the round trip exactly).
+"""
+
+BREAKER = """
+-- KEYS[1]: the breaker hash; KEYS[2]: the set of outstanding probe tickets.
+-- ARGV: op, failure_threshold, success_threshold, open_timeout, half_open_max_attempts,
+--       half_open_timeout, permit generation, permit is a probe (0/1), permit ticket.
+local h, probes = KEYS[1], KEYS[2]
+local op = ARGV[1]
+local fthr, sthr = tonumber(ARGV[2]), tonumber(ARGV[3])
+local otime, maxp, hot = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local pgen, pprobe, pticket = tonumber(ARGV[7]), ARGV[8] == '1', ARGV[9]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local v = redis.call('HMGET', h, 'state', 'gen', 'failures', 'opened_at', 'half_open_at',
+  'admitted', 'successes', 'opened', 'closed', 'rejected')
+local s = {state = v[1] or 'closed', gen = tonumber(v[2]) or 0, failures = tonumber(v[3]) or 0,
+  opened_at = tonumber(v[4]) or 0, half_open_at = tonumber(v[5]) or 0,
+  admitted = tonumber(v[6]) or 0, successes = tonumber(v[7]) or 0, opened = tonumber(v[8]) or 0,
+  closed = tonumber(v[9]) or 0, rejected = tonumber(v[10]) or 0}
+local start = s.state
+local moves = {}
+local dirty = false
+local function go(new, at)
+  table.insert(moves, s.state .. '>' .. new)
+  s.state = new
+  s.gen = s.gen + 1
+  s.successes = 0
+  s.admitted = 0
+  redis.call('DEL', probes)
+  if new == 'open' then
+    s.opened_at = at
+    s.opened = s.opened + 1
+  elseif new == 'half_open' then
+    s.half_open_at = at
+  else
+    s.failures = 0
+    s.closed = s.closed + 1
+  end
+  dirty = true
+end
+-- A half-open episode without a verdict in time failed; the open timer starts at its deadline.
+if s.state == 'half_open' and now >= s.half_open_at + hot then go('open', s.half_open_at + hot) end
+local code, ticket = 'ok', 0
+if op == 'allow' then
+  if s.state ~= 'closed' then
+    if s.state == 'open' and now >= s.opened_at + otime then go('half_open', now) end
+    if s.state == 'half_open' and s.admitted < maxp then
+      ticket = redis.call('HINCRBY', h, 'ticket', 1)
+      redis.call('SADD', probes, ticket)
+      s.admitted = s.admitted + 1
+      code = 'probe'
+    else
+      s.rejected = s.rejected + 1
+      code = 'rejected'
+    end
+    dirty = true
+  end
+elseif op == 'success' then
+  if pgen == s.gen then
+    if pprobe then
+      if redis.call('SREM', probes, pticket) == 1 then
+        s.successes = s.successes + 1
+        dirty = true
+        if s.successes >= sthr then go('closed', now) end
+      end
+    elseif s.state == 'closed' and s.failures > 0 then
+      s.failures = 0
+      dirty = true
+    end
+  end
+elseif op == 'failure' then
+  if pgen == s.gen then
+    if pprobe then
+      if redis.call('SISMEMBER', probes, pticket) == 1 then go('open', now) end
+    elseif s.state == 'closed' then
+      s.failures = s.failures + 1
+      dirty = true
+      if s.failures >= fthr then go('open', now) end
+    end
+  end
+elseif op == 'release' then
+  if pprobe and pgen == s.gen and redis.call('SREM', probes, pticket) == 1 then
+    s.admitted = s.admitted - 1
+    dirty = true
+  end
+elseif op == 'reset' then
+  if s.state == 'closed' then
+    s.gen = s.gen + 1
+    s.failures = 0
+    dirty = true
+  else
+    go('closed', now)
+  end
+end
+if dirty then
+  redis.call('HSET', h, 'state', s.state, 'gen', s.gen, 'failures', s.failures,
+    'opened_at', string.format('%.17g', s.opened_at),
+    'half_open_at', string.format('%.17g', s.half_open_at),
+    'admitted', s.admitted, 'successes', s.successes, 'opened', s.opened, 'closed', s.closed,
+    'rejected', s.rejected)
+end
+local effective, wait = s.state, 0
+if s.state == 'open' then
+  wait = s.opened_at + otime - now
+  if wait <= 0 then
+    wait = 0
+    effective = 'half_open'
+  end
+end
+return {code, start, s.state, effective, s.gen, ticket, string.format('%.17g', wait), s.failures,
+  s.successes, s.admitted, redis.call('SCARD', probes), s.opened, s.closed, s.rejected,
+  table.concat(moves, ',')}
+"""
+
+RATE_LIMIT = """
+-- KEYS[1]: the limiter hash. Each bucket is stored as its GCRA "theoretical arrival time": the
+-- server time at which it is full again (level = capacity - (tat - now) * rate, negative = debt).
+-- ARGV: requests capacity, requests rate per second, tokens capacity, tokens rate per second
+--       (capacity 0: unlimited), requests delta, tokens delta (> 0 books, < 0 gives back),
+--       requests floor, tokens floor (lower the level to it; '' for none), pause seconds ('').
+local h = KEYS[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local v = redis.call('HMGET', h, 'requests', 'tokens', 'paused_until')
+local paused = tonumber(v[3]) or 0
+local pause = tonumber(ARGV[9])
+if pause then
+  paused = math.max(paused, now + pause)
+  redis.call('HSET', h, 'paused_until', string.format('%.17g', paused))
+end
+local delay = math.max(0, paused - now)
+local horizon = delay
+local levels = {'', ''}
+local fields = {'requests', 'tokens'}
+for i = 1, 2 do
+  local cap, rate = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local delta, floor = tonumber(ARGV[4 + i]), tonumber(ARGV[6 + i])
+  if cap > 0 then
+    local tat = math.max(tonumber(v[i]) or now, now) + delta / rate
+    if tat < now then tat = now end
+    if floor then tat = math.max(tat, now + (cap - floor) / rate) end
+    redis.call('HSET', h, fields[i], string.format('%.17g', tat))
+    delay = math.max(delay, tat - now - cap / rate)
+    horizon = math.max(horizon, tat - now)
+    levels[i] = string.format('%.17g', cap - (tat - now) * rate)
+  end
+end
+-- Past the horizon every bucket is full and the pause over: the key may go.
+redis.call('PEXPIRE', h, math.ceil(horizon * 1000) + 60000)
+return {string.format('%.17g', delay), levels[1], levels[2]}
+"""
