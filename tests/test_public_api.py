@@ -6,7 +6,7 @@ import types
 
 import embedguard
 
-_SUBPACKAGES = {"adapters", "core", "testing", "cli"}
+_SUBPACKAGES = {"adapters", "core", "testing", "cli", "integrations"}
 
 
 def test_all_is_sorted_and_unique() -> None:
