@@ -64,14 +64,26 @@ def build_route(
     async_transport: httpx.AsyncBaseTransport | None = None,
     local_model: Any | None = None,
     hooks: Hooks | None = None,
+    shared_state: Any | None = None,
 ) -> Route:
-    """Build the codec, breaker, limiter and HTTP pools for ``profile``."""
+    """Build the codec, breaker, limiter and HTTP pools for ``profile``.
+
+    ``shared_state`` (a Redis client) keeps the breaker and the rate limiter in Redis, shared
+    with every other process that uses the same profile name.
+    """
     local: LocalModel | None = None
     codec: Codec
     if profile.provider == "local":
         codec = local = LocalModel(profile, model=local_model)
     else:
         codec = make_codec(profile, api_key=api_key, token_provider=token_provider, environ=environ)
+    limiter = RateLimiter(profile.rate_limit)
+    if shared_state is not None:
+        from .shared_state import RedisCircuitBreaker, RedisRateLimiter
+
+        name = profile.name
+        breaker = breaker or RedisCircuitBreaker(profile.breaker, shared_state, name=name)
+        limiter = RedisRateLimiter(profile.rate_limit, shared_state, name=name)
     breaker = breaker or CircuitBreaker(profile.breaker, name=profile.name)
     breaker.add_listener(metrics.on_breaker_transition)
     shared = Shared(
@@ -79,7 +91,7 @@ def build_route(
         codec,
         breaker=breaker,
         metrics=metrics,
-        limiter=RateLimiter(profile.rate_limit),
+        limiter=limiter,
         secrets=tuple(s for s in (api_key,) if s),
         hooks=hooks,
     )

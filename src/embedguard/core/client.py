@@ -87,6 +87,10 @@ class EmbeddingClient:
         hooks: Callables receiving :mod:`~embedguard.core.events` (requests, retries, breaker
             changes, failovers), e.g. the logging, OpenTelemetry or Prometheus hooks. Default:
             one :class:`~embedguard.core.export.logs.LoggingHook`; ``[]`` for none.
+        shared_state: A Redis URL (``redis://host:6379/0``, extra ``redis``): the breaker and
+            the rate limits live there, shared by every process using the same profile names,
+            so a fleet of workers keeps one budget and sees one breaker. If Redis is down,
+            each process goes on with local state (one warning) and re-syncs when it returns.
     """
 
     def __init__(
@@ -109,6 +113,7 @@ class EmbeddingClient:
         fallbacks: Sequence[ProviderProfile | tuple[ProviderProfile, str | SecretStr]] = (),
         allow_mixed_models: bool = False,
         hooks: Iterable[Hook] | None = None,
+        shared_state: str | None = None,
     ) -> None:
         if not isinstance(profile, ProviderProfile):
             raise errors.ConfigurationError(
@@ -134,6 +139,11 @@ class EmbeddingClient:
             price_per_million_tokens=profile.price_per_million_tokens,
         )
         self._hooks = Hooks([LoggingHook()] if hooks is None else hooks)
+        redis = None
+        if shared_state is not None:
+            from .shared_state import connect
+
+            redis = connect(shared_state)
         primary = build_route(
             profile,
             metrics=metrics,
@@ -147,9 +157,17 @@ class EmbeddingClient:
             async_transport=async_transport,
             local_model=local_model,
             hooks=self._hooks,
+            shared_state=redis,
         )
         self._routes = [primary] + [
-            build_route(p, metrics=metrics, api_key=_reveal(k), environ=environ, hooks=self._hooks)
+            build_route(
+                p,
+                metrics=metrics,
+                api_key=_reveal(k),
+                environ=environ,
+                hooks=self._hooks,
+                shared_state=redis,
+            )
             for p, k in chain
         ]
         self._shared = primary.shared

@@ -52,7 +52,8 @@ class RedisCircuitBreaker(CircuitBreaker):
         policy: Thresholds and timeouts, normally the same in every worker.
         redis: The Redis client (see :func:`~embedguard.core.shared_state.connect`).
         name: The provider name (part of the key; put on :class:`CircuitOpenError`).
-        key_prefix: The prefix of the Redis keys (``{key_prefix}:{name}:breaker``).
+        key_prefix: The prefix of the Redis keys: ``<key_prefix>:{<name>}:breaker`` and
+            ``...:breaker:probes`` (the braces keep both in one Redis Cluster slot).
         clock: Monotonic clock of the local state and of the re-sync timer.
         resync_interval: Seconds between attempts to reach Redis during an outage.
     """
@@ -69,7 +70,8 @@ class RedisCircuitBreaker(CircuitBreaker):
     ) -> None:
         clock = clock or time.monotonic
         super().__init__(policy, name=name, clock=clock)
-        self._keys = (f"{key_prefix}:{name}:breaker", f"{key_prefix}:{name}:breaker:probes")
+        base = f"{key_prefix}:{{{name}}}:breaker"
+        self._keys = (base, f"{base}:probes")
         self._link = Link(
             redis,
             what=f"circuit breaker {name!r}",
@@ -149,12 +151,11 @@ class RedisCircuitBreaker(CircuitBreaker):
 
     def stats(self) -> BreakerStats:
         """A consistent snapshot of the shared state; the counters are fleet-wide."""
-        reply = self._call("peek")
+        reply = self._call("peek") if self.policy.enabled else None
         if reply is None:
             return super().stats()
-        effective = CircuitState(reply[3]) if self.policy.enabled else CircuitState.CLOSED
         return BreakerStats(
-            state=effective,
+            state=CircuitState(reply[3]),
             consecutive_failures=int(reply[7]),
             half_open_successes=int(reply[8]),
             probes_admitted=int(reply[9]),

@@ -50,7 +50,7 @@ class RedisRateLimiter(RateLimiter):
     Args:
         limit: The per-minute limits, normally the same in every worker.
         redis: The Redis client (see :func:`~embedguard.core.shared_state.connect`).
-        name: The provider name (part of the key ``{key_prefix}:{name}:ratelimit``).
+        name: The provider name (part of the key ``<key_prefix>:{<name>}:ratelimit``).
         key_prefix: The prefix of the Redis keys.
         resync_interval: Seconds between attempts to reach Redis during an outage.
     """
@@ -66,7 +66,7 @@ class RedisRateLimiter(RateLimiter):
     ) -> None:
         super().__init__(limit)
         self._name = name
-        self._key = f"{key_prefix}:{name}:ratelimit"
+        self._key = f"{key_prefix}:{{{name}}}:ratelimit"
         self._link = Link(
             redis,
             what=f"rate limiter {name!r}",
