@@ -47,5 +47,17 @@ pytest: $(STAMP)
 ## make test: lint, type-check and run the whole suite.
 test: lint typecheck pytest
 
+## make bench: benchmarks against LangChain, LlamaIndex, the openai SDK and a hand-written loop;
+## writes bench/RESULTS.md and bench/results.png (~15 min; `make bench BENCH_ARGS=--quick`: ~3 min).
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,local]'
+	touch $(BENCH_STAMP)
+
+.PHONY: bench
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

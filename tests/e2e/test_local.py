@@ -3,6 +3,7 @@
 import asyncio
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -108,31 +109,29 @@ def test_batches_follow_the_profile(model: Any) -> None:
 
 async def test_aembed_does_not_block_the_event_loop(client: EmbeddingClient) -> None:
     """A ticker task keeps running while the model encodes on its worker thread."""
-    ticks = 0
+    loop_time = asyncio.get_running_loop().time
+    ticks: list[float] = []
     done = asyncio.Event()
 
     async def ticker() -> None:
-        nonlocal ticks
         while not done.is_set():
-            ticks += 1
+            ticks.append(loop_time())
             await asyncio.sleep(0.005)
 
     task = asyncio.create_task(ticker())
-    texts = [
-        f"an asynchronous sentence, number {i}, long enough to take a while" for i in range(96)
-    ]
+    texts = [f"an asynchronous sentence, number {i}, long enough to take time" for i in range(96)]
     try:
-        loop_time = asyncio.get_running_loop().time
+        await asyncio.sleep(0)
         started = loop_time()
         vectors = await client.aembed(texts)
-        elapsed = loop_time() - started
         query = await client.aembed_query("a query")
+        finished = loop_time()
     finally:
         done.set()
         await task
     assert vectors.shape == (96, D) and query.shape == (D,)
-    # Had encode run on the loop's thread, the ticker would have ticked about once.
-    assert ticks >= max(3, int(elapsed / 0.005 * 0.2))
+    # Had encode run on the loop's thread, no tick could fall strictly inside the calls.
+    assert sum(started < t < finished for t in ticks) >= 3
 
 
 def test_breaker_is_disabled_by_the_local_profile() -> None:
@@ -206,3 +205,20 @@ class _FakeModel:
             raise self._error
         rows = np.ones((len(texts), D), dtype=np.float32)
         return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_queued_batches_do_not_time_out_waiting_their_turn() -> None:
+    """Batches queued behind others on the model's thread are timed from when they start."""
+
+    class Steady(_FakeModel):
+        def encode(self, texts: Sequence[str], **kwargs: Any) -> np.ndarray:
+            time.sleep(0.04)
+            return super().encode(texts, **kwargs)
+
+    profile = profiles.local(timeouts=0.1, retry={"max_retries": 0})
+    model = Steady()
+    with EmbeddingClient(profile, local_model=model, coalesce_window=0) as client:
+        vectors = client.embed([f"text {i}" for i in range(320)])  # 10 batches, 5 at a time
+        snap = client.metrics()
+    assert vectors.shape == (320, D)
+    assert snap.failed_requests == 0 and model.calls == 10

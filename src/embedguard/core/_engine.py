@@ -136,6 +136,8 @@ class Engine:
     ) -> list[Part]:
         run = BatchRun(self.shared, batch, out)
         try:
+            if self.local is not None and not self.local.loaded:  # not part of any latency
+                self.local.executor.submit(self.local.load).result()
             while True:
                 if abort.is_set():
                     raise AbortedError()
@@ -197,6 +199,8 @@ class Engine:
     ) -> list[Part]:
         run = BatchRun(self.shared, batch, out)
         try:
+            if self.local is not None and not self.local.loaded:  # not part of any latency
+                await asyncio.wrap_future(self.local.executor.submit(self.local.load))
             while True:
                 if abort.is_set():
                     raise AbortedError()

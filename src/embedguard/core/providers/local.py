@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ class LocalModel:
         self._device = device
         self._model = model
         self._load_lock = threading.Lock()
+        self._pending = 0  # encodes queued or running on the worker thread
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedguard-local")
 
     def __repr__(self) -> str:
@@ -91,9 +92,11 @@ class LocalModel:
                     self._model = st.SentenceTransformer(
                         location, device=self._device, local_files_only=True
                     )
-                except OSError as exc:
+                except OSError:
                     raise ConfigurationError(
-                        f"cannot load local model {self._profile.model!r} offline: {exc}",
+                        f"cannot load local model {self._profile.model!r}: it is not the bundled "
+                        "all-MiniLM-L6-v2, not a model directory, and not in the local "
+                        "sentence-transformers cache (models are never downloaded)",
                         field="model",
                     ) from None
             return self._model
@@ -145,6 +148,31 @@ class LocalModel:
             )
         return EmbeddingResult(vectors, tokens, self._profile.model, None)
 
+    def _submit(
+        self, texts: Sequence[str], dimensions: int | None, timeout: float | None
+    ) -> tuple[Future[None], Future[EmbeddingResult], float | None]:
+        """Queue an encode; returns (started, result, how long to wait for it to start).
+
+        The request timeout covers the model's work, not the wait for batches queued ahead on
+        the one worker thread; that wait is bounded by ``timeout`` per batch ahead, so a hung
+        model still times out instead of blocking every caller.
+        """
+        started: Future[None] = Future()
+
+        def job() -> EmbeddingResult:
+            started.set_result(None)
+            try:
+                return self.encode(texts, dimensions=dimensions)
+            finally:
+                with self._load_lock:
+                    self._pending -= 1
+
+        with self._load_lock:
+            ahead = self._pending
+            self._pending += 1
+        future = self._executor.submit(job)
+        return started, future, None if timeout is None else timeout * max(1, ahead)
+
     def call(
         self, texts: Sequence[str], *, dimensions: int | None, timeout: float | None
     ) -> EmbeddingResult | ProviderError:
@@ -154,8 +182,9 @@ class LocalModel:
         """
         if not self.loaded:
             self._executor.submit(self.load).result()
-        future = self._executor.submit(self.encode, texts, dimensions=dimensions)
+        started, future, queue_wait = self._submit(texts, dimensions, timeout)
         try:
+            started.result(timeout=queue_wait)
             return future.result(timeout=timeout)
         except FutureTimeoutError:
             return self._timeout_error(timeout)
@@ -172,8 +201,9 @@ class LocalModel:
         """Async :meth:`call`: the event loop keeps running while the model works."""
         if not self.loaded:
             await asyncio.wrap_future(self._executor.submit(self.load))
-        future = self._executor.submit(self.encode, texts, dimensions=dimensions)
+        started, future, queue_wait = self._submit(texts, dimensions, timeout)
         try:
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(started)), queue_wait)
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout=timeout)
         except TimeoutError:
             return self._timeout_error(timeout)
