@@ -34,14 +34,14 @@ def records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "embedguard"]
 
 
-def test_retry_is_one_warning_line_with_structured_fields(
+def test_retry_is_one_info_line_with_structured_fields(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A retry logs one WARNING naming provider, retry number, wait, reason and status."""
+    """A retry logs one INFO line (a retry is routine) naming provider, retry, wait, reason."""
     caplog.set_level(logging.DEBUG, logger="embedguard")
     LoggingHook()(RETRY)
     [record] = records(caplog)
-    assert record.levelno == logging.WARNING
+    assert record.levelno == logging.INFO
     message = record.getMessage()
     for part in ("provider=openai", "retry=2", "wait=1.250s", "reason=rate_limit", "status=429"):
         assert part in message

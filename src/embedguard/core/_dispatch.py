@@ -18,8 +18,8 @@ import numpy as np
 from . import errors
 from ._cacheview import CacheView
 from ._flight import Flights, Group, GroupResult, MicroBatcher, Ref, gather, merge, split_result
-from ._pipeline import AbortedError
 from ._routes import Route, announce_failover, failover_rows, patch
+from .breaker import CircuitState
 from .planning import Plan
 
 __all__ = ["Dispatcher"]
@@ -45,7 +45,7 @@ class Dispatcher:
         """Embed a plan's units on this thread (waiting for any shared with other calls)."""
         refs, group = self._claim(plan, kind)
         if group is not None:
-            if self._window > 0 and len(plan.units) <= _MICRO_MAX:
+            if self._coalesce(plan):
                 self._micro.submit(group, time.sleep)
             else:
                 self._send_groups([group])
@@ -55,7 +55,7 @@ class Dispatcher:
         """Async :meth:`run`; sends run as tasks, so a cancelled caller cancels no one else."""
         refs, group = self._claim(plan, kind)
         if group is not None:
-            if self._window > 0 and len(plan.units) <= _MICRO_MAX:
+            if self._coalesce(plan):
                 self._enqueue_async(group)
             else:
                 self._spawn(self._asend_groups([group]))
@@ -65,9 +65,21 @@ class Dispatcher:
                 results[id(future)] = await asyncio.shield(asyncio.wrap_future(future))
         return self._finish(plan, refs, results)
 
+    def _coalesce(self, plan: Plan) -> bool:
+        """Whether a call should wait for others to share its request.
+
+        Not when the breaker is open and nothing could serve the call: it must fail at once.
+        """
+        if self._window <= 0 or len(plan.units) > _MICRO_MAX:
+            return False
+        return len(self._routes) > 1 or self._routes[0].shared.breaker.state != CircuitState.OPEN
+
     async def drain(self) -> None:
-        """Wait for the sends started from the running loop."""
+        """Send what waits in this loop's window now, then wait for every send of this loop."""
         loop = asyncio.get_running_loop()
+        micro = self._amicro.get(loop)
+        if micro is not None and (queued := micro.take()):
+            self._spawn(self._asend_groups(queued))
         mine = [t for t in self._tasks if t.get_loop() is loop]
         if mine:
             await asyncio.gather(*mine, return_exceptions=True)
@@ -89,8 +101,8 @@ class Dispatcher:
         """The call's vectors in input order, or its first real error naming failed inputs."""
         failed = [i for i, (f, row) in enumerate(refs) if row in results[id(f)].failed]
         if failed:
-            found = [results[id(refs[i][0])].failed[refs[i][1]] for i in failed]
-            error = next((e for e in found if not isinstance(e, AbortedError)), found[0])
+            future, row = refs[failed[0]]
+            error = results[id(future)].failed[row]
             error = copy.copy(error)  # the same error may reach several concurrent callers
             if isinstance(error, errors.EmbedGuardError):
                 error.with_failed_indices(plan.inputs_of(failed))
@@ -155,7 +167,11 @@ class Dispatcher:
         if micro is None:
             micro = self._amicro[loop] = MicroBatcher(self._window, self._send_groups)
         if micro.enqueue(group):
-            loop.call_later(self._window, lambda: self._spawn(self._asend_groups(micro.take())))
+            loop.call_later(self._window, self._flush, micro)
+
+    def _flush(self, micro: MicroBatcher) -> None:
+        if queued := micro.take():  # empty when aclose() already sent them
+            self._spawn(self._asend_groups(queued))
 
 
 def _pick(group: Group, rows: list[int]) -> tuple[list[str], list[int]]:

@@ -11,6 +11,7 @@ import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -19,7 +20,8 @@ import numpy as np
 from . import errors
 from ._flight import GroupResult
 from ._loops import LoopPool, close_at_loop_shutdown
-from ._pipeline import AbortedError, Attempt, BatchRun, Done, Outcome, Retry, Shared, Split
+from ._pipeline import Abort, Attempt, BatchRun, Done, Outcome, Reply, Retry, Shared, Split
+from ._slots import Slots
 from .planning import Batch, split_units
 from .providers.local import LocalModel
 
@@ -96,12 +98,11 @@ class Engine:
         self._async_options = async_options
         self._timeout = timeout
         pool_size = shared.profile.pool_size
-        self._slots = threading.BoundedSemaphore(pool_size)
+        self._slots = Slots(pool_size)  # one bound for threads and every event loop
+        self._total = shared.profile.timeouts.request
         # Async pools and semaphores belong to one event loop: one of each per loop.
         self._ahttp: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopPool]
         self._ahttp = weakref.WeakKeyDictionary()
-        self._aslots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
-        self._aslots = weakref.WeakKeyDictionary()
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -114,7 +115,7 @@ class Engine:
         """Embed distinct ``texts`` (batches run on a thread pool); failures are per row."""
         batches = self._batches(texts, tokens)
         out = _buffer(len(texts), self.shared.dimensions)
-        abort = threading.Event()
+        abort = Abort()
         if len(batches) == 1:
             parts = self._batch_sync(batches[0], abort, _rows(out, batches[0]))
         else:
@@ -131,16 +132,13 @@ class Engine:
                 )
             return self._executor
 
-    def _batch_sync(
-        self, batch: Batch, abort: threading.Event, out: np.ndarray | None
-    ) -> list[Part]:
+    def _batch_sync(self, batch: Batch, abort: Abort, out: np.ndarray | None) -> list[Part]:
         run = BatchRun(self.shared, batch, out)
         try:
             if self.local is not None and not self.local.loaded:  # not part of any latency
                 self.local.executor.submit(self.local.load).result()
             while True:
-                if abort.is_set():
-                    raise AbortedError()
+                abort.check()
                 permit, request = run.begin()
                 reservation = self.shared.limiter.acquire(self.shared.expected_tokens(batch))
                 attempt = run.prepare(permit, request, reservation)
@@ -157,7 +155,7 @@ class Engine:
                     time.sleep(outcome.delay)
         except Exception as exc:
             if isinstance(exc, _FATAL):
-                abort.set()
+                abort.set(exc)
             return [(batch, exc)]
 
     def _exchange_sync(self, run: BatchRun, attempt: Attempt) -> Outcome:
@@ -170,40 +168,50 @@ class Engine:
                 self.abandon(attempt)
                 raise
             return run.finish(attempt, result)
-        with self._slots:
-            try:
-                response = self.http.post(
-                    attempt.request.url,
-                    content=attempt.body,
-                    headers=attempt.headers,
-                    timeout=self._timeout,
-                )
-            except httpx.HTTPError as exc:
-                return run.settle(attempt, None, exc)
-            except BaseException:
-                self.abandon(attempt)
-                raise
-        return run.settle(attempt, response, None)
+        self._slots.acquire()
+        try:
+            attempt = replace(attempt, started=time.perf_counter())  # latency: once sending
+            reply = self._post(attempt)
+        except httpx.HTTPError as exc:
+            return run.settle(attempt, None, exc)
+        except BaseException:
+            self.abandon(attempt)
+            raise
+        finally:
+            self._slots.release()
+        return run.settle(attempt, reply, None)
+
+    def _post(self, attempt: Attempt) -> Reply:
+        """POST and read the whole response within the request timeout (not just each read)."""
+        deadline = time.monotonic() + self._total
+        request = attempt.request
+        with self.http.stream(
+            "POST", request.url, content=attempt.body, headers=attempt.headers,
+            timeout=self._timeout,
+        ) as response:  # fmt: skip
+            chunks = []
+            for chunk in response.iter_bytes():
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout("the response took longer than the request timeout")
+            return Reply(response.status_code, response.headers, b"".join(chunks))
 
     # -- async ---------------------------------------------------------------------------------
     async def asend(self, texts: list[str], tokens: list[int]) -> GroupResult:
         """Async :meth:`send`: the batches run as concurrent tasks."""
         batches = self._batches(texts, tokens)
         out = _buffer(len(texts), self.shared.dimensions)
-        abort = asyncio.Event()
+        abort = Abort()
         parts = await asyncio.gather(*(self._batch_async(b, abort, _rows(out, b)) for b in batches))
         return group_result(len(texts), [p for part in parts for p in part], out)
 
-    async def _batch_async(
-        self, batch: Batch, abort: asyncio.Event, out: np.ndarray | None
-    ) -> list[Part]:
+    async def _batch_async(self, batch: Batch, abort: Abort, out: np.ndarray | None) -> list[Part]:
         run = BatchRun(self.shared, batch, out)
         try:
             if self.local is not None and not self.local.loaded:  # not part of any latency
                 await asyncio.wrap_future(self.local.executor.submit(self.local.load))
             while True:
-                if abort.is_set():
-                    raise AbortedError()
+                abort.check()
                 permit, request = run.begin()
                 try:
                     reservation = await self.shared.limiter.aacquire(
@@ -226,7 +234,7 @@ class Engine:
                     await asyncio.sleep(outcome.delay)
         except Exception as exc:
             if isinstance(exc, _FATAL):
-                abort.set()
+                abort.set(exc)
             return [(batch, exc)]
 
     async def _exchange_async(self, run: BatchRun, attempt: Attempt) -> Outcome:
@@ -236,20 +244,26 @@ class Engine:
                     run.batch.texts, dimensions=self.shared.dimensions, timeout=self._timeout.read
                 )
                 return run.finish(attempt, result)
-            async with self._async_slots():
+            await self._slots.aacquire()
+            try:
+                attempt = replace(attempt, started=time.perf_counter())  # latency: once sending
                 http = await self._async_http()
-                response = await http.post(
-                    attempt.request.url,
-                    content=attempt.body,
-                    headers=attempt.headers,
-                    timeout=self._timeout,
-                )
-        except httpx.HTTPError as exc:
+                async with asyncio.timeout(self._total):  # the whole response, not each read
+                    response = await http.post(
+                        attempt.request.url,
+                        content=attempt.body,
+                        headers=attempt.headers,
+                        timeout=self._timeout,
+                    )
+            finally:
+                self._slots.release()
+        except (httpx.HTTPError, TimeoutError) as exc:
             return run.settle(attempt, None, exc)
         except BaseException:  # cancelled: give the probe slot and the reservation back
             self.abandon(attempt)
             raise
-        return run.settle(attempt, response, None)
+        reply = Reply(response.status_code, response.headers, response.content)
+        return run.settle(attempt, reply, None)
 
     def abandon(self, attempt: Attempt) -> None:
         """An attempt that will never settle: return its probe slot and rate-limit booking."""
@@ -267,13 +281,6 @@ class Engine:
             await anext(closer)
             pool = self._ahttp[loop] = LoopPool(http, closer)
         return pool.http
-
-    def _async_slots(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        slots = self._aslots.get(loop)
-        if slots is None:
-            slots = self._aslots[loop] = asyncio.Semaphore(self.shared.profile.pool_size)
-        return slots
 
     # -- shutdown ------------------------------------------------------------------------------
     def close(self) -> None:

@@ -9,12 +9,15 @@ send loops in :mod:`embedguard.core.client` are the only code that exists twice.
 
 from __future__ import annotations
 
+import copy
 import gzip
 import logging
 import random
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import httpx
@@ -34,7 +37,7 @@ from .events import (
     new_request_id,
 )
 from .metrics import MetricsCollector
-from .planning import Batch, Plan
+from .planning import Batch
 from .providers.base import Codec, EmbeddingResult, HttpRequest, RateLimitInfo
 from .ratelimit import RateLimiter, Reservation
 from .retry import RetryBudget, decide_retry
@@ -48,6 +51,14 @@ _NEUTRAL = (
     errors.AuthenticationError,
     errors.BadRequestError,
 )
+
+
+class Reply(NamedTuple):
+    """A whole HTTP response: status, headers and the (decoded) body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +153,21 @@ class Shared:
                 self.dimensions = d
 
 
-class AbortedError(Exception):
-    """Another batch of the same call failed for good; this one was not sent."""
+class Abort:
+    """Shared by the batches of one send: once one fails in a way every other batch would too
+    (bad key, quota, open breaker), the batches not sent yet fail with that same error."""
+
+    def __init__(self) -> None:
+        self.error: errors.EmbedGuardError | None = None
+
+    def set(self, error: errors.EmbedGuardError) -> None:
+        if self.error is None:
+            self.error = error
+
+    def check(self) -> None:
+        """Raise the recorded error (a copy: each batch reports its own inputs)."""
+        if self.error is not None:
+            raise copy.copy(self.error)
 
 
 class BatchRun:
@@ -202,26 +226,16 @@ class BatchRun:
             )  # fmt: skip
         return Attempt(request, body, headers, permit, reservation, gzipped, time.perf_counter())
 
-    def abandon(self, attempt: Attempt) -> None:
-        """The attempt was cancelled before an outcome: give back the probe slot and the budget."""
-        self.shared.breaker.release(attempt.permit)
-        self.shared.limiter.cancel(attempt.reservation)
-
-    def settle(
-        self,
-        attempt: Attempt,
-        response: httpx.Response | None,
-        exc: BaseException | None,
-    ) -> Outcome:
+    def settle(self, attempt: Attempt, reply: Reply | None, exc: BaseException | None) -> Outcome:
         """Turn an HTTP response or a transport error into the next step (see :meth:`finish`)."""
         codec = self.shared.codec
         try:
-            if response is None:
+            if reply is None:
                 raise _transport_error(codec.name, exc)
             result = codec.parse_response(
-                response.status_code,
-                response.headers,
-                response.content,
+                reply.status,
+                reply.headers,
+                reply.body,
                 n_inputs=len(self.batch.texts),
                 dimensions=self.shared.dimensions,
                 out=self.out,
@@ -357,7 +371,7 @@ def _halve(batch: Batch) -> tuple[Batch, Batch]:
 
 def _transport_error(provider: str, exc: BaseException | None) -> errors.ProviderError:
     """Map an httpx exception to the typed error (never including headers or the key)."""
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return errors.ProviderTimeoutError(
             f"request timed out ({type(exc).__name__})", provider=provider
         )
@@ -367,37 +381,3 @@ def _transport_error(provider: str, exc: BaseException | None) -> errors.Provide
         )
     name = type(exc).__name__ if exc is not None else "no response"
     return errors.ProviderConnectionError(f"connection failed ({name})", provider=provider)
-
-
-def assemble(plan: Plan, results: list[tuple[Batch, np.ndarray]]) -> np.ndarray:
-    """Place each batch's vectors at its units and fan them out to the inputs, in order."""
-    d = results[0][1].shape[1]
-    units = np.empty((len(plan.units), d), dtype=np.float32)
-    for batch, vectors in results:
-        units[list(batch.units)] = vectors
-    return plan.assemble(units)
-
-
-def collect(
-    plan: Plan, outcomes: list[list[tuple[Batch, np.ndarray | BaseException]]]
-) -> list[tuple[Batch, np.ndarray]]:
-    """The finished batches; raises when any failed, naming every input left without a vector.
-
-    The error raised is the first real failure (not a batch skipped because of it).
-    """
-    done: list[tuple[Batch, np.ndarray]] = []
-    failures: list[tuple[Batch, BaseException]] = []
-    for parts in outcomes:
-        for batch, value in parts:
-            if isinstance(value, BaseException):
-                failures.append((batch, value))
-            else:
-                done.append((batch, value))
-    if not failures:
-        return done
-    failed_units = [u for batch, _ in failures for u in batch.units]
-    real = [e for _, e in failures if not isinstance(e, AbortedError)]
-    error = real[0] if real else failures[0][1]
-    if isinstance(error, errors.EmbedGuardError):
-        raise error.with_failed_indices(plan.inputs_of(failed_units))
-    raise error

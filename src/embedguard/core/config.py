@@ -269,10 +269,7 @@ class ProviderProfile(_Frozen):
     def _valid_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {value!r}")
-        return value.rstrip("/")
+        return check_url(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -361,6 +358,23 @@ class ProviderProfile(_Frozen):
             else:
                 out[f"{prefix}{key}".upper()] = _env_value(value)
         return out
+
+
+def check_url(value: str) -> str:
+    """An http(s) URL with a host and a valid port, without its trailing slash."""
+    parts = urlsplit(value)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:  # not a number, or out of range
+        port_ok = False
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not port_ok
+        or any(c.isspace() for c in value)
+    ):
+        raise ValueError(f"not an http(s) URL: {value!r}")
+    return value.rstrip("/")
 
 
 def _toml_items(model: _Frozen) -> list[tuple[str, Any]]:

@@ -185,6 +185,8 @@ class EmbeddingServer:
         self._connections.add(task)
         try:
             await serve_connection(reader, writer, self._engine.handle)
+        except asyncio.CancelledError:
+            pass  # stop() cancels connections still open; that is the normal way out
         finally:
             self._connections.discard(task)
 

@@ -61,7 +61,7 @@ class LoggingHook:
         self,
         logger: logging.Logger | None = None,
         *,
-        level_retry: int = logging.WARNING,
+        level_retry: int = logging.INFO,
         level_circuit_open: int = logging.WARNING,
         level_circuit: int = logging.INFO,
         level_failover: int = logging.WARNING,

@@ -7,13 +7,12 @@ import functools
 import importlib.metadata
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
-from urllib.parse import urlsplit
 
 import numpy as np
 import orjson
 from pydantic import SecretStr
 
-from embedguard.core.config import ProviderProfile
+from embedguard.core.config import ProviderProfile, check_url
 from embedguard.core.errors import ConfigurationError, InputValidationError
 from embedguard.core.retry import parse_duration
 
@@ -93,14 +92,14 @@ def resolve_base_url(
         return profile.base_url.rstrip("/")
     value = environ.get(env_name, "").strip() if env_name else ""
     if value:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            return check_url(value)
+        except ValueError:
             raise ConfigurationError(
                 f"{env_name} is not an http(s) URL: {value!r}",
                 field="base_url",
                 provider=profile.name,
-            )
-        return value.rstrip("/")
+            ) from None
     if default is None:
         hint = f" or set {env_name}" if env_name else ""
         raise ConfigurationError(
@@ -303,7 +302,7 @@ class JsonCodec:
             n_inputs=n_inputs,
             dimensions=dimensions,
             status=status,
-            request_id=request_id_of(lowered),
+            request_id=request_id_of(lowered, secrets),
             out=out,
         )
         return EmbeddingResult(

@@ -73,7 +73,7 @@ def load_json_object(
             JSON but ends early) or not a JSON object.
         ProviderError: The body is an error document despite the 2xx status (the typed error).
     """
-    invalid = _Invalid(provider, status, request_id_of(headers))
+    invalid = _Invalid(provider, status, request_id_of(headers, secrets))
     stripped = body.strip()
     if not stripped:
         # An empty 2xx is what a connection dropped before the body looks like: retry once.

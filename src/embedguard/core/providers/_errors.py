@@ -65,13 +65,21 @@ def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {key.lower(): value for key, value in headers.items()}
 
 
-def request_id_of(headers: Mapping[str, str]) -> str | None:
-    """The provider's request id from lower-cased ``headers``, or ``None``."""
+def request_id_of(headers: Mapping[str, str], secrets: Sequence[str | None] = ()) -> str | None:
+    """The provider's request id from lower-cased ``headers`` (secrets redacted), or ``None``."""
     for name in _REQUEST_ID_HEADERS:
         value = headers.get(name)
         if value:
-            return value
+            return redact(value, secrets)[:_MAX_CODE]
     return None
+
+
+def _scrub(body: bytes, secrets: Sequence[str | None]) -> bytes:
+    """The body with every secret replaced, before any of it is parsed or cut."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            body = body.replace(secret.encode(), b"***")
+    return body
 
 
 def _excerpt(body: bytes) -> str:
@@ -208,7 +216,7 @@ def error_from_response(
         The error to raise (not raised here).
     """
     lowered = lower_headers(headers)
-    parsed = parse_error_body(body)
+    parsed = parse_error_body(_scrub(body, secrets))
     message = redact(parsed.message, secrets)
     if len(message) > _MAX_MESSAGE:
         message = message[:_MAX_MESSAGE] + "..."
@@ -217,7 +225,7 @@ def error_from_response(
         "provider": provider,
         "status_code": status,
         "code": redact(code, secrets)[:_MAX_CODE] if code else None,
-        "request_id": request_id_of(lowered) or parsed.request_id,
+        "request_id": request_id_of(lowered, secrets) or parsed.request_id,
     }
     effective = status
     if 200 <= status < 300:

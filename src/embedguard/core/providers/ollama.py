@@ -9,7 +9,7 @@ from urllib.parse import SplitResult, urlsplit
 
 import numpy as np
 
-from embedguard.core.config import ProviderProfile
+from embedguard.core.config import ProviderProfile, check_url
 from embedguard.core.errors import ConfigurationError
 
 from ._codec import JsonCodec, resolve_key
@@ -56,6 +56,10 @@ def ollama_host(profile: ProviderProfile, environ: Mapping[str, str]) -> str:
         if parts.hostname and _port(parts) is None:
             raw = f"http://{parts.netloc}:{_DEFAULT_PORT}{parts.path}"
     parts = urlsplit(raw)
+    try:
+        check_url(raw)
+    except ValueError:
+        parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.hostname or _port(parts) == -1:
         raise ConfigurationError(
             f"OLLAMA_HOST is not a usable host: {raw!r}", field="base_url", provider=profile.name
