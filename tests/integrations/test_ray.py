@@ -18,7 +18,7 @@ import ray
 import ray.data
 
 import embedguard
-from embedguard import ConfigurationError, EmbeddingClient, profiles
+from embedguard import ConfigurationError, profiles
 from embedguard.core.metrics import MetricsCollector
 from embedguard.integrations.ray import (
     EmbedBatches,
@@ -186,17 +186,24 @@ def test_options_are_checked(server: EmbeddingServer, monkeypatch: pytest.Monkey
         embed_dataset(None, _profile(server), batch_format="pyarrow")  # refused before any use
 
 
-def test_shared_state_needs_a_client_that_accepts_it(
-    server: EmbeddingServer, monkeypatch: pytest.MonkeyPatch
+def test_shared_state_reaches_each_actors_client(
+    server: EmbeddingServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """shared_state is refused while EmbeddingClient has no such parameter."""
-    import inspect
+    """shared_state gives each actor's client the Redis-backed breaker and limiter; with Redis
+    unreachable the actor still embeds every row on local state."""
+    from embedguard.core.shared_state import RedisCircuitBreaker
 
-    if "shared_state" in inspect.signature(EmbeddingClient).parameters:
-        pytest.skip("this client accepts shared_state")
     monkeypatch.setenv(KEY_VAR, "sk-ray-test")
-    with pytest.raises(ConfigurationError, match="shared_state"):
-        EmbedBatches(_profile(server), shared_state="redis://127.0.0.1:6379/0")
+    embed = EmbedBatches(_profile(server), shared_state="redis://127.0.0.1:1/0")  # nobody there
+    try:
+        assert isinstance(embed._client._breaker, RedisCircuitBreaker)
+        texts = [f"fleet text {i}" for i in range(8)]
+        out = embed({"text": np.array(texts, dtype=object)})
+        np.testing.assert_array_equal(out["embedding"], deterministic_vectors(texts, D))
+        assert out["embedding_ok"].all()
+    finally:
+        embed.close()
+    assert "shared state unavailable" in caplog.text
 
 
 def test_combine_snapshots_sums_counters_and_takes_worst_percentiles() -> None:

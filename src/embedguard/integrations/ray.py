@@ -36,7 +36,6 @@ whitespace only) fail with kind ``input`` without being sent.
 from __future__ import annotations
 
 import copy
-import inspect
 import os
 import uuid
 from collections.abc import Mapping, Sequence
@@ -175,9 +174,8 @@ class EmbedBatches:
             Defaults: ``coalesce_window=0`` (an actor has one caller) and a 64 MiB in-memory
             ``cache``, which also spares re-sending rows after a partial failure; pass
             ``cache=None`` to turn it off (those rows are then sent again).
-        shared_state: Passed to the client's ``shared_state`` parameter (state shared by the
-            whole fleet); a :class:`~embedguard.ConfigurationError` when this version of the
-            client has no such parameter.
+        shared_state: A Redis URL for the client's ``shared_state``: every actor then shares one
+            rate-limit budget and one circuit breaker (extra ``redis``).
         metrics_sink: A :class:`MetricsSink` to report this actor's metrics to after each batch.
 
     Raises:
@@ -316,7 +314,7 @@ def embed_dataset(
         error_column: The column with ``None`` or the row's ``"<kind>: <message>"``.
         api_key_env: The environment variable holding the key inside the actors.
         client_kwargs: More :class:`~embedguard.EmbeddingClient` keywords.
-        shared_state: Passed to the client's ``shared_state`` parameter, when it has one.
+        shared_state: A Redis URL shared by every actor's client (one budget, one breaker).
         metrics: A :class:`MetricsSink` collecting every actor's metrics.
         concurrency: Actors in the pool, each with its own client (its own ``pool_size`` of
             requests in flight and its own rate limits: divide the provider's budget by it).
@@ -367,11 +365,6 @@ def _client_options(
             raise ConfigurationError(advice, field=f"client_kwargs.{name}")
     options = {**_DEFAULT_CLIENT_KWARGS, **given}
     if shared_state is not None:
-        if "shared_state" not in inspect.signature(EmbeddingClient).parameters:
-            raise ConfigurationError(
-                "this version of EmbeddingClient has no shared_state parameter",
-                field="shared_state",
-            )
         options["shared_state"] = shared_state
     return options
 
