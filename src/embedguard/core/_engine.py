@@ -10,6 +10,7 @@ import asyncio
 import threading
 import time
 import weakref
+from contextvars import copy_context
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -120,7 +121,11 @@ class Engine:
             parts = self._batch_sync(batches[0], abort, _rows(out, batches[0]))
         else:
             pool = self._pool()
-            futures = [pool.submit(self._batch_sync, b, abort, _rows(out, b)) for b in batches]
+            # Each batch runs in a copy of the caller's context, so tracing spans nest under it.
+            futures = [
+                pool.submit(copy_context().run, self._batch_sync, b, abort, _rows(out, b))
+                for b in batches
+            ]
             parts = [p for f in futures for p in f.result()]
         return group_result(len(texts), parts, out)
 
