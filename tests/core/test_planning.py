@@ -209,7 +209,7 @@ def test_chunk_pieces_are_deduped_with_other_units() -> None:
 @pytest.mark.parametrize(
     ("n", "concurrency", "sizes"),
     [
-        (20_000, 8, [2000] * 10),
+        (20_000, 8, [1250] * 16),  # two whole rounds of 8, not 8 + 2 batches of 2,000
         (5_000, 20, [250] * 20),
         (10, 8, [10]),
         (2049, 1, [1025, 1024]),

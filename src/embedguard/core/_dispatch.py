@@ -49,7 +49,8 @@ class Dispatcher:
                 self._micro.submit(group, time.sleep)
             else:
                 self._send_groups([group])
-        return self._finish(plan, refs, {id(f): f.result() for f, _ in refs})
+        futures = {id(f): f for f, _ in refs}
+        return self._finish(plan, refs, {key: f.result() for key, f in futures.items()})
 
     async def arun(self, plan: Plan, kind: str) -> np.ndarray:
         """Async :meth:`run`; sends run as tasks, so a cancelled caller cancels no one else."""

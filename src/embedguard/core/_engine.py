@@ -7,11 +7,13 @@ I/O-free :class:`~embedguard.core._pipeline.BatchRun`; this module only moves by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import weakref
-from contextvars import copy_context
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeoutError
+from contextvars import copy_context
 from dataclasses import replace
 from typing import Any
 
@@ -142,6 +144,9 @@ class Engine:
         try:
             if self.local is not None and not self.local.loaded:  # not part of any latency
                 self.local.executor.submit(self.local.load).result()
+            if (gate := self.shared.calibration_gate()) is not None:
+                with contextlib.suppress(FutureTimeoutError):
+                    gate.result(timeout=self._total)
             while True:
                 abort.check()
                 permit, request = run.begin()
@@ -215,6 +220,9 @@ class Engine:
         try:
             if self.local is not None and not self.local.loaded:  # not part of any latency
                 await asyncio.wrap_future(self.local.executor.submit(self.local.load))
+            if (gate := self.shared.calibration_gate()) is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(gate)), self._total)
             while True:
                 abort.check()
                 permit, request = run.begin()
@@ -272,6 +280,7 @@ class Engine:
 
     def abandon(self, attempt: Attempt) -> None:
         """An attempt that will never settle: return its probe slot and rate-limit booking."""
+        self.shared.calibrated()
         self.shared.breaker.release(attempt.permit)
         self.shared.limiter.cancel(attempt.reservation)
 

@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -120,6 +121,8 @@ class Shared:
         self.gzip_enabled = profile.compression.enabled
         self.rate_limit_status: RateLimitInfo | None = None
         self.token_ratio = 1.0  # billed tokens / estimated tokens, learned from responses
+        self._calibration: Future[None] = Future()  # done once a first response has come back
+        self._probing = False
         self.hooks = hooks if hooks is not None else Hooks()
         endpoint = getattr(codec, "url", None)
         url = urlsplit(endpoint) if isinstance(endpoint, str) else None
@@ -131,6 +134,28 @@ class Shared:
     def _circuit_changed(self, old: object, new: object) -> None:
         if self.hooks:
             self.hooks.emit(CircuitChanged(provider=self.profile.name, old=str(old), new=str(new)))
+
+    def calibration_gate(self) -> Future[None] | None:
+        """A future to wait on before booking tokens, or ``None`` to go ahead.
+
+        The token estimate errs high; before the first response has calibrated it, booking a
+        whole bulk call at once would make the rate limiter hold back requests the provider
+        would accept. So, under a tokens-per-minute limit, the first batch goes alone and the
+        others wait (at most a request timeout) for its reported usage.
+        """
+        if self._calibration.done() or self.limiter.effective_limits[1] is None:
+            return None
+        with self._lock:
+            if not self._probing:
+                self._probing = True
+                return None
+        return self._calibration
+
+    def calibrated(self) -> None:
+        """Open the calibration gate (a first response, or the first batch gave up)."""
+        with self._lock:
+            if not self._calibration.done():
+                self._calibration.set_result(None)
 
     def expected_tokens(self, batch: Batch) -> int:
         """Tokens to reserve for ``batch``: the estimate, calibrated by the usage seen so far."""
@@ -189,6 +214,7 @@ class BatchRun:
         try:
             permit = shared.breaker.allow_request()
         except errors.CircuitOpenError:
+            shared.calibrated()
             shared.metrics.record_rejected()
             if shared.hooks:
                 profile = shared.profile
@@ -251,6 +277,7 @@ class BatchRun:
         has failed for good.
         """
         shared = self.shared
+        shared.calibrated()
         latency = time.perf_counter() - attempt.started
         resent = self.attempts > 0
         self.attempts += 1

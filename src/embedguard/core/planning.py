@@ -232,9 +232,10 @@ def plan_batches(
 
     Each batch holds at most ``batching.max_inputs`` units and ``max_tokens_per_request``
     estimated tokens. There are at least ``min(concurrency, ceil(units / min_batch_inputs))``
-    batches, so every in-flight slot gets work without making batches tiny; sizes are balanced
-    (e.g. 20,000 units, 2048 per request, concurrency 8 -> 10 batches of 2,000). Units keep their
-    order inside and across batches.
+    batches, so every in-flight slot gets work without making batches tiny; more than
+    ``concurrency`` batches come in whole rounds, and sizes are balanced (e.g. 20,000 units, 2048
+    per request, concurrency 8 -> 16 batches of 1,250: two full rounds, not 8 + 2 batches of
+    2,000). Units keep their order inside and across batches.
 
     Args:
         texts: Output of :func:`validate_texts`.
@@ -345,6 +346,10 @@ def split_units(
         math.ceil(total / cap),
         min(concurrency, math.ceil(n / min_batch_inputs)),
     )
+    if target > concurrency:
+        # Whole rounds: 10 batches on 8 slots take two rounds of the biggest batch, while 16
+        # smaller batches take two rounds of a smaller one.
+        target = min(-(-target // concurrency) * concurrency, max(target, n // min_batch_inputs))
     batches: list[Batch] = []
     start = 0
     while start < n:
