@@ -12,6 +12,7 @@ import pytest
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 
+from embedguard import EmbeddingClient, profiles
 from embedguard.adapters.langchain import GuardedEmbeddings
 from embedguard.testing import EmbeddingServer
 
@@ -51,17 +52,6 @@ class TestGuardedEmbeddingsIntegration(EmbeddingsIntegrationTests):
             cls.server = server
             yield
 
-    @pytest.fixture
-    def model(self) -> Iterator[GuardedEmbeddings]:
-        """The suite's model fixture, closing the client's connection pool afterwards.
-
-        The client does not close its sync pool when garbage-collected, so without this an
-        unclosed socket's ResourceWarning surfaces in a later test (warnings are errors here).
-        """
-        embeddings = self.embeddings_class(**self.embedding_model_params)
-        yield embeddings
-        embeddings.close()
-
     @property
     def embeddings_class(self) -> type[GuardedEmbeddings]:
         return GuardedEmbeddings
@@ -71,3 +61,26 @@ class TestGuardedEmbeddingsIntegration(EmbeddingsIntegrationTests):
         server = self.server
         return {"model": "text-embedding-3-small", "api_key": KEY,
                 "base_url": server.base_url("openai"), "dimensions": server.dimensions}  # fmt: skip
+
+
+class TestGuardedEmbeddingsLocalIntegration(EmbeddingsIntegrationTests):
+    """LangChain's EmbeddingsIntegrationTests against the in-process model (offline)."""
+
+    model_instance: Any = None
+
+    @pytest.fixture(autouse=True, scope="class")
+    @classmethod
+    def _loaded_model(cls) -> None:
+        """Load all-MiniLM-L6-v2 once; each test's client shares it."""
+        from embedguard.core.providers.local import LocalModel
+
+        cls.model_instance = LocalModel(profiles.local()).load()
+
+    @property
+    def embeddings_class(self) -> type[GuardedEmbeddings]:
+        return GuardedEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict[str, Any]:
+        client = EmbeddingClient(profiles.local(), local_model=self.model_instance)
+        return {"client": client}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
@@ -17,6 +18,7 @@ from embedguard.core.client import EmbeddingClient
 from embedguard.core.config import ProviderProfile
 from embedguard.core.errors import ConfigurationError
 from embedguard.core.metrics import MetricsSnapshot
+from embedguard.core.usage import Usage, track_usage
 
 __all__ = ["SETTINGS", "ClientHealth", "resolve", "take_source"]
 
@@ -147,6 +149,15 @@ class ClientHealth:
     def reset_circuit_breaker(self) -> None:
         """Close the breaker and clear its counts."""
         self._client.reset_circuit_breaker()
+
+    def usage(self) -> AbstractContextManager[Usage]:
+        """Count the tokens, requests and cost of the calls made inside a ``with`` block::
+
+        with embeddings.usage() as usage:
+            store.add_documents(docs)
+        print(usage.tokens, usage.requests, usage.cost)
+        """
+        return track_usage()
 
     def close(self) -> None:
         """Close the client's connection pools."""

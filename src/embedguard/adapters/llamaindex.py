@@ -21,14 +21,36 @@ from embedguard._extras import require
 from embedguard.core.client import EmbeddingClient
 from embedguard.core.config import ProviderProfile
 from embedguard.core.errors import ConfigurationError
+from embedguard.core.usage import Usage, track_usage
 
 from ._shared import SETTINGS, ClientHealth, resolve, take_source
 
 require("llama_index.core", "llamaindex")
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding  # noqa: E402
+from llama_index_instrumentation import get_dispatcher  # noqa: E402
+from llama_index.core.instrumentation.events import BaseEvent  # noqa: E402
 
-__all__ = ["GuardedEmbedding"]
+__all__ = ["EmbeddingUsageEvent", "GuardedEmbedding"]
+
+_dispatcher = get_dispatcher(__name__)
+
+
+class EmbeddingUsageEvent(BaseEvent):
+    """What one embedding call of :class:`GuardedEmbedding` used: tokens billed (as the
+    provider reported them), requests sent, texts served from the cache, and estimated cost."""
+
+    model_name: str
+    tokens: int
+    requests: int
+    cached: int
+    cost: float
+
+    @classmethod
+    def class_name(cls) -> str:
+        """The event's name in LlamaIndex's instrumentation."""
+        return "EmbeddingUsageEvent"
+
 
 _MAX_BATCH = 2048  # BaseEmbedding.embed_batch_size's upper bound
 
@@ -103,12 +125,18 @@ class GuardedEmbedding(BaseEmbedding, ClientHealth):
         return "GuardedEmbedding"
 
     # -- BaseEmbedding's interface ---------------------------------------------------------
+    # Each call reports its usage as an EmbeddingUsageEvent (tokens, requests, cost), in the span
+    # of LlamaIndex's own EmbeddingStartEvent/EmbeddingEndEvent.
     def _get_query_embedding(self, query: str) -> Embedding:
-        vector: Embedding = self._client.embed_query(query).tolist()
+        with track_usage() as usage:
+            vector: Embedding = self._client.embed_query(query).tolist()
+        self._report(usage)
         return vector
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
-        vector: Embedding = (await self._client.aembed_query(query)).tolist()
+        with track_usage() as usage:
+            vector: Embedding = (await self._client.aembed_query(query)).tolist()
+        self._report(usage)
         return vector
 
     def _get_text_embedding(self, text: str) -> Embedding:
@@ -118,12 +146,24 @@ class GuardedEmbedding(BaseEmbedding, ClientHealth):
         return await self._aget_query_embedding(text)
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        vectors: list[Embedding] = self._client.embed(texts).tolist()
+        with track_usage() as usage:
+            vectors: list[Embedding] = self._client.embed(texts).tolist()
+        self._report(usage)
         return vectors
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        vectors: list[Embedding] = (await self._client.aembed(texts)).tolist()
+        with track_usage() as usage:
+            vectors: list[Embedding] = (await self._client.aembed(texts)).tolist()
+        self._report(usage)
         return vectors
+
+    def _report(self, usage: Usage) -> None:
+        _dispatcher.event(
+            EmbeddingUsageEvent(
+                model_name=self.model_name, tokens=usage.tokens, requests=usage.requests,
+                cached=usage.cached, cost=usage.cost,
+            )
+        )  # fmt: skip
 
     # -- copies and pickles: never the key, never the client's sockets -----------------------
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:

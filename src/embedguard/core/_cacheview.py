@@ -9,6 +9,7 @@ from concurrent.futures import Future
 
 import numpy as np
 
+from . import usage
 from ._flight import Group, GroupResult, Ref
 from .cache import CacheNamespace, EmbeddingCache
 from .config import ProviderProfile
@@ -62,6 +63,7 @@ class CacheView:
         self._metrics.record_cache(
             hits=len(hits), misses=len(texts) - len(hits), tokens_saved=saved
         )
+        usage.record(cached=len(hits))
         if not hits:
             return {}
         future: Future[GroupResult] = Future()

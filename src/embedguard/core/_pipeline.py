@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 
-from . import errors
+from . import errors, usage
 from .breaker import CircuitBreaker, Permit
 from .config import ProviderProfile
 from .events import (
@@ -121,6 +121,7 @@ class Shared:
         self.gzip_enabled = profile.compression.enabled
         self.rate_limit_status: RateLimitInfo | None = None
         self.token_ratio = 1.0  # billed tokens / estimated tokens, learned from responses
+        self.price = metrics.prices.get(profile.model, 0.0)  # USD per 1M tokens
         self._calibration: Future[None] = Future()  # done once a first response has come back
         self._probing = False
         self.hooks = hooks if hooks is not None else Hooks()
@@ -329,6 +330,7 @@ class BatchRun:
             bytes_sent=sent, retry=resent, model=shared.profile.model,
             provider=shared.profile.name,
         )  # fmt: skip
+        usage.record(tokens=tokens, items=len(self.batch.texts), cost=tokens * shared.price / 1e6)
         return Done(result.vectors)
 
     def _after_failure(self, attempt: Attempt, error: errors.ProviderError) -> Outcome:
