@@ -28,8 +28,8 @@ from ._shared import SETTINGS, ClientHealth, resolve, take_source
 require("llama_index.core", "llamaindex")
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding  # noqa: E402
-from llama_index_instrumentation import get_dispatcher  # noqa: E402
 from llama_index.core.instrumentation.events import BaseEvent  # noqa: E402
+from llama_index_instrumentation import get_dispatcher  # noqa: E402
 
 __all__ = ["EmbeddingUsageEvent", "GuardedEmbedding"]
 
