@@ -124,6 +124,7 @@ class Shared:
         self.price = metrics.prices.get(profile.model, 0.0)  # USD per 1M tokens
         self._calibration: Future[None] = Future()  # done once a first response has come back
         self._probing = False
+        self._usage_seen = False
         self.hooks = hooks if hooks is not None else Hooks()
         endpoint = getattr(codec, "url", None)
         url = urlsplit(endpoint) if isinstance(endpoint, str) else None
@@ -171,7 +172,9 @@ class Shared:
         if estimated > 0 and billed > 0:
             ratio = min(2.0, max(0.05, billed / estimated))
             with self._lock:
-                self.token_ratio += 0.3 * (ratio - self.token_ratio)
+                weight = 0.3 if self._usage_seen else 1.0  # the first response decides
+                self._usage_seen = True
+                self.token_ratio += weight * (ratio - self.token_ratio)
 
     def learn_dimensions(self, d: int) -> None:
         with self._lock:
@@ -278,7 +281,6 @@ class BatchRun:
         has failed for good.
         """
         shared = self.shared
-        shared.calibrated()
         latency = time.perf_counter() - attempt.started
         resent = self.attempts > 0
         self.attempts += 1
@@ -295,6 +297,7 @@ class BatchRun:
             else:
                 shared.breaker.record_failure(attempt.permit)
             shared.limiter.correct(attempt.reservation, 0)
+            shared.calibrated()
             if isinstance(error, errors.RateLimitError):
                 shared.limiter.on_rate_limited(error.retry_after, reservation=attempt.reservation)
             return self._after_failure(attempt, error)
@@ -313,6 +316,7 @@ class BatchRun:
         tokens = result.prompt_tokens if result.prompt_tokens is not None else self.batch.tokens
         if result.prompt_tokens is not None:
             shared.learn_usage(self.batch.tokens, result.prompt_tokens)
+        shared.calibrated()  # after learning: the batches waiting book with the new ratio
         shared.breaker.record_success(attempt.permit)
         shared.limiter.correct(attempt.reservation, tokens)
         shared.learn_dimensions(int(result.vectors.shape[1]))
