@@ -37,17 +37,16 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
 import numpy as np
 
+from ._cachecodec import CacheStats, check_key, decode, encode, positive
+from ._sqlitecache import SqliteCache
 from .config import ProviderProfile
 from .errors import ConfigurationError
 
@@ -62,8 +61,7 @@ __all__ = [
 
 _KINDS = ("document", "query")
 _KEY_FORMAT = b"embedguard.cache/1"  # bump when the key encoding changes
-_LE_F4 = np.dtype("<f4")
-_CHUNK = 500  # keys per SELECT, well under SQLite's bound-parameter limit
+CHUNK = 500  # keys per SELECT, well under SQLite's bound-parameter limit
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 
@@ -149,29 +147,6 @@ class CacheNamespace:
         return [self.key(t) for t in texts]
 
 
-@dataclass(frozen=True, slots=True)
-class CacheStats:
-    """Counts since the cache object was created (``entries`` is the size now).
-
-    Attributes:
-        hits: Keys found by ``get_many``.
-        misses: Keys not found (or found unreadable).
-        entries: Vectors stored now.
-        evictions: Vectors removed to respect the bounds.
-    """
-
-    hits: int
-    misses: int
-    entries: int
-    evictions: int
-
-    @property
-    def hit_rate(self) -> float:
-        """``hits / (hits + misses)``, or 0.0 before any lookup."""
-        total = self.hits + self.misses
-        return self.hits / total if total else 0.0
-
-
 @runtime_checkable
 class EmbeddingCache(Protocol):
     """What the client needs from a cache; implement it to plug in any store."""
@@ -197,37 +172,6 @@ class EmbeddingCache(Protocol):
         ...
 
 
-def _check_key(key: object) -> bytes:
-    if not isinstance(key, bytes):
-        raise TypeError(f"cache keys are bytes, got {type(key).__name__}")
-    return key
-
-
-def _encode(key: object, vector: object) -> tuple[bytes, int, bytes]:
-    """``(key, dims, little-endian float32 bytes)`` of one item; raises on a non-1-d vector."""
-    array = np.asarray(vector)
-    if array.ndim != 1 or array.size == 0:
-        raise ValueError(f"cache vectors are non-empty and 1-d, got shape {array.shape}")
-    blob = np.ascontiguousarray(array, dtype=_LE_F4).tobytes()
-    return _check_key(key), array.size, blob
-
-
-def _decode(blob: bytes) -> np.ndarray:
-    # A vector backed by immutable bytes: read-only, and it cannot be made writeable again.
-    vector = np.frombuffer(blob, dtype=_LE_F4)
-    if vector.dtype != np.float32:  # big-endian host: a native copy
-        vector = vector.astype(np.float32)
-        vector.setflags(write=False)
-    return vector
-
-
-def _positive(value: object, name: str, *, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if type(value) is not int or value < 1:
-        raise ConfigurationError(f"must be a positive int, got {value!r}", field=name)
-
-
 class MemoryCache:
     """A thread-safe, bounded LRU cache in this process.
 
@@ -237,8 +181,8 @@ class MemoryCache:
     """
 
     def __init__(self, max_entries: int = 100_000, *, max_bytes: int | None = None) -> None:
-        _positive(max_entries, "max_entries")
-        _positive(max_bytes, "max_bytes", optional=True)
+        positive(max_entries, "max_entries")
+        positive(max_bytes, "max_bytes", optional=True)
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._data: OrderedDict[bytes, bytes] = OrderedDict()
@@ -258,7 +202,7 @@ class MemoryCache:
 
     def get_many(self, keys: Sequence[bytes]) -> list[np.ndarray | None]:
         """The vector of each key (marked most recently used), or ``None``."""
-        keys = [_check_key(k) for k in keys]
+        keys = [check_key(k) for k in keys]
         with self._lock:
             self._check_open()
             blobs = [self._data.get(k) for k in keys]
@@ -268,11 +212,11 @@ class MemoryCache:
             hits = sum(b is not None for b in blobs)
             self._hits += hits
             self._misses += len(blobs) - hits
-        return [None if b is None else _decode(b) for b in blobs]
+        return [None if b is None else decode(b) for b in blobs]
 
     def put_many(self, items: Sequence[tuple[bytes, np.ndarray]]) -> None:
         """Store float32 copies, evicting least recently used entries past the bounds."""
-        encoded = [_encode(k, v) for k, v in items]
+        encoded = [encode(k, v) for k, v in items]
         with self._lock:
             self._check_open()
             data = self._data
@@ -320,183 +264,6 @@ class MemoryCache:
             f"MemoryCache(entries={s.entries}/{self._max_entries}, bytes={self._bytes}, "
             f"hits={s.hits}, misses={s.misses}, evictions={s.evictions})"
         )
-
-
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS vectors "
-    "(key BLOB PRIMARY KEY, dims INTEGER NOT NULL, vector BLOB NOT NULL, created REAL NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS vectors_created ON vectors (created)",
-)
-
-
-class SqliteCache:
-    """A cache in one SQLite file, shared safely by the threads and processes of one machine.
-
-    The file uses WAL mode (readers never block the writer) and waits up to ``timeout`` seconds
-    for another writer's lock. Vectors are stored as little-endian float32 blobs; a row whose blob
-    does not match its ``dims`` is read as a miss (and replaced by the next put). With
-    ``max_entries``, each put removes the oldest rows (by insertion time) beyond the bound.
-    Network file systems are not supported (SQLite's locking needs a local disk).
-
-    Args:
-        path: The database file; missing parent directories are created.
-        max_entries: Keep at most this many rows; ``None`` for no bound.
-        timeout: Seconds to wait for a lock held by another connection.
-        clock: Wall-clock time source for the ``created`` column.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        max_entries: int | None = None,
-        timeout: float = 30.0,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        _positive(max_entries, "max_entries", optional=True)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise ConfigurationError(f"must be a positive number, got {timeout!r}", field="timeout")
-        self._path = Path(path).expanduser()
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._max_entries = max_entries
-        self._clock = clock
-        self._lock = threading.Lock()  # one connection, used by one thread at a time
-        self._hits = self._misses = self._evictions = 0
-        self._conn: sqlite3.Connection | None = sqlite3.connect(
-            self._path, timeout=timeout, isolation_level=None, check_same_thread=False
-        )
-        try:
-            self._setup(self._conn, timeout)
-        except BaseException:
-            self._conn.close()
-            raise
-
-    @staticmethod
-    def _setup(conn: sqlite3.Connection, timeout: float) -> None:
-        # Switching to WAL needs a moment of exclusive access that the busy handler does not
-        # always cover when several processes open a new file together: retry until `timeout`.
-        deadline = time.monotonic() + timeout
-        delay = 0.005
-        while True:
-            try:
-                conn.execute("PRAGMA journal_mode=WAL").fetchone()
-                conn.execute("PRAGMA synchronous=NORMAL")
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                if time.monotonic() + delay > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.2)
-
-    @property
-    def path(self) -> Path:
-        """The database file."""
-        return self._path
-
-    @property
-    def max_entries(self) -> int | None:
-        """The row bound, if any."""
-        return self._max_entries
-
-    def get_many(self, keys: Sequence[bytes]) -> list[np.ndarray | None]:
-        """The vector of each key, or ``None``; one ``SELECT`` per 500 distinct keys."""
-        keys = [_check_key(k) for k in keys]
-        rows: dict[bytes, tuple[object, object]] = {}
-        distinct = list(dict.fromkeys(keys))
-        with self._lock:
-            conn = self._open()
-            for start in range(0, len(distinct), _CHUNK):
-                chunk = distinct[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                query = f"SELECT key, dims, vector FROM vectors WHERE key IN ({marks})"
-                rows.update((k, (d, v)) for k, d, v in conn.execute(query, chunk))
-            out = [_row_vector(*rows[k]) if k in rows else None for k in keys]
-            hits = sum(v is not None for v in out)
-            self._hits += hits
-            self._misses += len(out) - hits
-        return out
-
-    def put_many(self, items: Sequence[tuple[bytes, np.ndarray]]) -> None:
-        """Insert or replace every item in one transaction, then prune past ``max_entries``."""
-        encoded = [_encode(k, v) for k, v in items]
-        if not encoded:
-            return
-        now = self._clock()
-        with self._write() as conn:
-            conn.executemany(
-                "INSERT OR REPLACE INTO vectors (key, dims, vector, created) VALUES (?, ?, ?, ?)",
-                [(key, dims, blob, now) for key, dims, blob in encoded],
-            )
-            if self._max_entries is not None:
-                (count,) = conn.execute("SELECT COUNT(*) FROM vectors").fetchone()
-                excess = count - self._max_entries
-                if excess > 0:
-                    conn.execute(
-                        "DELETE FROM vectors WHERE rowid IN (SELECT rowid FROM vectors "
-                        "ORDER BY created, rowid LIMIT ?)",
-                        (excess,),
-                    )
-                    self._evictions += excess
-
-    def stats(self) -> CacheStats:
-        """This object's hits, misses and evictions, and the rows in the file now."""
-        with self._lock:
-            (entries,) = self._open().execute("SELECT COUNT(*) FROM vectors").fetchone()
-            return CacheStats(self._hits, self._misses, int(entries), self._evictions)
-
-    def clear(self) -> None:
-        """Delete every row (for every process using the file)."""
-        with self._write() as conn:
-            conn.execute("DELETE FROM vectors")
-
-    def close(self) -> None:
-        """Close the connection; later use raises :class:`~embedguard.ConfigurationError`."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._conn is None else f"max_entries={self._max_entries}"
-        return (
-            f"SqliteCache({str(self._path)!r}, {state}, hits={self._hits}, misses={self._misses})"
-        )
-
-    def _open(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise ConfigurationError("the cache is closed", field="cache")
-        return self._conn
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        # BEGIN IMMEDIATE takes the write lock up front, so the busy timeout applies (a read
-        # transaction upgraded to a write one would fail at once with "database is locked").
-        with self._lock:
-            conn = self._open()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-
-def _row_vector(dims: object, blob: object) -> np.ndarray | None:
-    if type(dims) is not int or dims < 1 or not isinstance(blob, bytes) or len(blob) != 4 * dims:
-        return None  # corrupt or written by something else: a miss, never a wrong vector
-    return _decode(blob)
 
 
 def open_cache(spec: str | os.PathLike[str] | EmbeddingCache | None) -> EmbeddingCache | None:
