@@ -34,7 +34,7 @@ DIM = 32
 
 # Faults that leave a request answered with correct vectors (a shuffle keeps every index right).
 CORRECT_FAULTS = frozenset({None, "shuffle"})
-CHAOS_TIMEOUT = 0.75  # the client's read timeout under chaos; Fault.delay waits twice as long
+CHAOS_TIMEOUT = 1.5  # the client's request timeout under chaos; Fault.delay waits twice as long
 
 # Faults the retry policy recovers from, plus a shuffle (a correct answer in another order).
 RECOVERABLE = [
