@@ -507,11 +507,20 @@ def test_aimd_additive_recovery_over_quiet_minutes() -> None:
 def test_aimd_recovery_is_capped_at_the_server_limit() -> None:
     """Recovery stops at the server's limit when it is below the configured one."""
     rl, clock = limiter(tpm=1000)
+    rl.on_rate_limited(None)  # no header yet: slow down blindly
     rl.observe(RateLimitInfo(limit_tokens=500))
-    rl.on_rate_limited(None)
     assert rl.effective_limits[1] == pytest.approx(400.0)
     clock.advance(3600.0)
     assert rl.effective_limits == (None, 500.0)
+
+
+def test_a_429_from_a_server_that_states_its_limit_pauses_without_lowering_it() -> None:
+    """With x-ratelimit-limit-* known, a 429 pauses for retry-after but keeps the rate."""
+    rl, _clock = limiter(tpm=1000)
+    rl.observe(RateLimitInfo(limit_tokens=500))
+    rl.on_rate_limited(2.0)
+    assert rl.effective_limits[1] == pytest.approx(500.0)
+    assert rl.reserve(1).delay >= 2.0
 
 
 def test_concurrent_reserve_observe_and_429s() -> None:

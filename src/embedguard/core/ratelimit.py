@@ -317,7 +317,8 @@ class RateLimiter:
         Policy (AIMD, the factor ``f`` scaling every limit in force, starting at 1):
 
         * Decrease: ``f <- max(0.1, 0.8 * f)``, at most once per 2 s (the 429s of requests
-          already in flight report the same overshoot).
+          already in flight report the same overshoot), only while the server has stated no
+          limit in its headers (with ``x-ratelimit-limit-*`` known, its numbers are followed).
         * Recovery: ``f(t) = min(1, f_429 + 0.05 * (t - t_429) / 60)``: 5 % of the limit
           regained per minute without a 429, up to the configured / server limit.
         * Pause: later reservations wait at least ``retry_after`` seconds; each bucket drops to
@@ -336,7 +337,10 @@ class RateLimiter:
         with self._lock:
             now = self._clock()
             factor = self._factor_now(now)
-            if now - self._last_decrease >= _HOLDOFF:
+            # A server that states its limits in headers is followed exactly (observe() and the
+            # pause below); guessing lower on top of that would only leave its budget unused.
+            blind = self._requests.server_limit is None and self._tokens.server_limit is None
+            if blind and now - self._last_decrease >= _HOLDOFF:
                 factor = max(_FLOOR, factor * _DECREASE)
                 self._last_decrease = now
             self._factor, self._factor_since = factor, now
