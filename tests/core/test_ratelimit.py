@@ -504,12 +504,13 @@ def test_aimd_additive_recovery_over_quiet_minutes() -> None:
     assert rl.reserve(1000).delay == 0.0  # the burst capacity is back too
 
 
-def test_aimd_recovery_is_capped_at_the_server_limit() -> None:
-    """Recovery stops at the server's limit when it is below the configured one."""
+def test_the_first_stated_limit_replaces_a_blind_slow_down() -> None:
+    """A 429 before any header slows down; the server's first stated limit then rules."""
     rl, clock = limiter(tpm=1000)
     rl.on_rate_limited(None)  # no header yet: slow down blindly
+    assert rl.effective_limits[1] == pytest.approx(800.0)
     rl.observe(RateLimitInfo(limit_tokens=500))
-    assert rl.effective_limits[1] == pytest.approx(400.0)
+    assert rl.effective_limits == (None, 500.0)
     clock.advance(3600.0)
     assert rl.effective_limits == (None, 500.0)
 

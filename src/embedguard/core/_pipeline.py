@@ -297,7 +297,8 @@ class BatchRun:
             else:
                 shared.breaker.record_failure(attempt.permit)
             shared.limiter.correct(attempt.reservation, 0)
-            shared.calibrated()
+            if not isinstance(error, errors.RateLimitError):
+                shared.calibrated()  # a 429 says nothing yet: the waiting batches keep waiting
             if isinstance(error, errors.RateLimitError):
                 shared.limiter.on_rate_limited(error.retry_after, reservation=attempt.reservation)
             return self._after_failure(attempt, error)

@@ -290,6 +290,7 @@ class RateLimiter:
           (a daily limit, say): the rate becomes ``60 * (limit - remaining) / reset`` per
           minute, while the burst stays ``limit``. A reset within a minute keeps the
           per-minute reading.
+        * The first limit the server states cancels any slow-down guessed from earlier 429s.
         * ``remaining_*`` lowers the bucket to ``remaining - outstanding`` (``outstanding``:
           what is booked but not yet settled, which the server has not counted yet) when that
           is below what the bucket holds. It never raises the level: others may share the key.
@@ -303,7 +304,12 @@ class RateLimiter:
                 (self._requests, info.limit_requests, info.remaining_requests, info.reset_requests),
                 (self._tokens, info.limit_tokens, info.remaining_tokens, info.reset_tokens),
             )
+            blind = self._requests.server_limit is None and self._tokens.server_limit is None
             usable = [unit.learn(limit, rem, reset) for unit, limit, rem, reset in pairs]
+            if blind and not (self._requests.server_limit is None and self._tokens.server_limit
+                              is None):  # fmt: skip
+                # The server's own numbers replace any slow-down guessed before we had them.
+                self._factor, self._factor_since = 1.0, now
             self._retune(now)
             for ok, (unit, _, remaining, _) in zip(usable, pairs, strict=True):
                 if ok and remaining is not None and remaining >= 0 and unit.bucket is not None:
