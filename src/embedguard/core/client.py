@@ -176,7 +176,7 @@ class EmbeddingClient:
         self._cache = None
         if store is not None:
             self._cache = CacheView(
-                store, profile, primary.shared.codec, metrics, owned=isinstance(cache, str)
+                store, profile, primary.shared.codec, metrics, owned=store is not cache
             )
         self._dispatch = Dispatcher(self._routes, self._cache, coalesce_window)
         self._closed = False
