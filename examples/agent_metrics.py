@@ -119,7 +119,7 @@ async def run(provider: str | None) -> None:
 
 def main() -> None:
     """Parse the arguments and run the asyncio app."""
-    args = parse_args(__doc__)
+    args = parse_args(__doc__, default="loopback")
     asyncio.run(run(args.provider))
 
 

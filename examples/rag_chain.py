@@ -5,7 +5,7 @@ LangChain Embeddings backed by embedguard's resilient client. A small chain, ret
 formatter, built from RunnableLambda, answers four questions with the best passages and their
 scores (no LLM involved). The client's metrics are printed at the end.
 
-    python examples/rag_chain.py                    # offline, against the loopback server
+    python examples/rag_chain.py                    # offline, the in-process model
     python examples/rag_chain.py --provider openai  # the real API (OPENAI_API_KEY)
 """
 

@@ -7,7 +7,8 @@ a VectorStoreIndex for one retrieval, then the metrics the pipeline produced are
 tokens, estimated cost, p95 latency and retries. Against the loopback server, the first request
 is answered with a 429 so the retry shows up in the numbers.
 
-    python examples/vector_store_ingestion.py                     # offline, loopback server
+    python examples/vector_store_ingestion.py                     # offline, the in-process model
+    python examples/vector_store_ingestion.py --provider loopback # the loopback server (a 429 first)
     python examples/vector_store_ingestion.py --provider mistral  # the real API (MISTRAL_API_KEY)
 """
 

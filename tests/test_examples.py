@@ -46,13 +46,21 @@ def test_rag_chain_retrieves_the_right_passages() -> None:
     assert [name for _, name in firsts] == ["bees", "volcano", "python_gc", "compound_interest"]
     assert all(float(score) > 0.3 for score, _ in firsts)
     assert out.count("Q: ") == 4
-    assert "embedguard metrics: openai / text-embedding-3-small" in out
+    assert "embedguard metrics: local / all-MiniLM-L6-v2" in out  # the embedded model by default
     assert re.search(r"requests\s+\d+ total, \d+ ok \(100\.0%\), 0 failed", out)
 
 
+def test_vector_store_ingestion_on_the_embedded_model() -> None:
+    """By default the ingestion runs offline on the in-process model."""
+    out = run_example("vector_store_ingestion.py").stdout
+    assert "Ingested 40 documents into 40 nodes (384 dimensions)." in out
+    assert "best node from coral" in out
+
+
 def test_vector_store_ingestion_reports_its_metrics() -> None:
-    """vector_store_ingestion.py ingests every document, retrieves, and shows the retried 429."""
-    result = run_example("vector_store_ingestion.py")
+    """vector_store_ingestion.py ingests every document, retrieves, and shows the retried 429
+    (on the loopback server, which scripts that 429)."""
+    result = run_example("vector_store_ingestion.py", "--provider", "loopback")
     out = result.stdout
     assert "Ingested 40 documents into 40 nodes (256 dimensions)." in out
     assert "best node from coral" in out
@@ -78,6 +86,6 @@ def test_agent_metrics_shows_the_breaker_reacting() -> None:
 
 @pytest.mark.parametrize("name", ["rag_chain.py", "vector_store_ingestion.py", "agent_metrics.py"])
 def test_examples_offer_real_providers(name: str) -> None:
-    """Every example documents --provider openai|mistral|azure|ollama in its --help."""
+    """Every example documents --provider local|loopback|openai|mistral|azure|ollama."""
     out = run_example(name, "--help").stdout
-    assert "--provider {openai,mistral,azure,ollama}" in out
+    assert "--provider {local,loopback,openai,mistral,azure,ollama}" in out
