@@ -8,7 +8,7 @@ tokens, estimated cost, p95 latency and retries. Against the loopback server, th
 is answered with a 429 so the retry shows up in the numbers.
 
     python examples/vector_store_ingestion.py                     # offline, the in-process model
-    python examples/vector_store_ingestion.py --provider loopback # the loopback server (a 429 first)
+    python examples/vector_store_ingestion.py --provider loopback # loopback server, a 429 first
     python examples/vector_store_ingestion.py --provider mistral  # the real API (MISTRAL_API_KEY)
 """
 
