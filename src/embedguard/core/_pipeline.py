@@ -105,7 +105,6 @@ class Shared:
         breaker: CircuitBreaker,
         metrics: MetricsCollector,
         limiter: RateLimiter,
-        secrets: tuple[str, ...],
         hooks: Hooks | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -115,7 +114,6 @@ class Shared:
         self.metrics = metrics
         self.limiter = limiter
         self.budget = RetryBudget(profile.retry)
-        self.secrets = secrets
         self.rng = rng or random.Random()
         self.dimensions: int | None = profile.dimensions
         self.gzip_enabled = profile.compression.enabled

@@ -92,7 +92,6 @@ def build_route(
         breaker=breaker,
         metrics=metrics,
         limiter=limiter,
-        secrets=tuple(s for s in (api_key,) if s),
         hooks=hooks,
     )
     timeout = httpx.Timeout(profile.timeouts.request, connect=profile.timeouts.connect)
