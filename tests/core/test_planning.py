@@ -6,6 +6,8 @@ import hashlib
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from hypothesis import strategies as st
 
 from embedguard.core.config import BatchPolicy
 from embedguard.core.errors import ConfigurationError, InputValidationError
-from embedguard.core.planning import Batch, Plan, plan_batches, validate_texts
+from embedguard.core.planning import Batch, Plan, plan_units, split_units, validate_texts
 from embedguard.core.tokens import HeuristicTokenCounter
 
 COUNTER = HeuristicTokenCounter()
@@ -27,17 +29,30 @@ def vector_of(text: str) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
 
 
-def unit_vectors(plan: Plan) -> np.ndarray:
+def unit_vectors(plan: Any) -> np.ndarray:
     return np.stack([vector_of(u) for u in plan.units]) if plan.units else np.empty((0, DIM))
 
 
-def plan(texts: Sequence[str], **kwargs: object) -> Plan:
-    kwargs.setdefault("batching", BatchPolicy())
+@dataclass
+class Planned:
+    """A plan and the batches the send path would cut from all of its units."""
+
+    plan: Plan
+    batches: list[Batch]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.plan, name)
+
+
+def plan(texts: Sequence[str], **kwargs: object) -> Planned:
+    batching = kwargs.setdefault("batching", BatchPolicy())
     kwargs.setdefault("counter", COUNTER)
-    return plan_batches(texts, **kwargs)  # type: ignore[arg-type]
+    split = {k: kwargs.pop(k) for k in ("concurrency", "min_batch_inputs") if k in kwargs}
+    p = plan_units(texts, **kwargs)  # type: ignore[arg-type]
+    return Planned(p, split_units(p.units, p.unit_tokens, batching, **split))  # type: ignore[arg-type]
 
 
-def check_batches(p: Plan, policy: BatchPolicy) -> None:
+def check_batches(p: Planned, policy: BatchPolicy) -> None:
     """Batches cover every unit exactly once, in order, within the limits."""
     covered = [u for b in p.batches for u in b.units]
     assert covered == list(range(len(p.units)))

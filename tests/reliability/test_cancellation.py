@@ -40,7 +40,7 @@ def _install_frozen_limiter(client: EmbeddingClient, limit: RateLimit) -> RateLi
     # A limiter whose clock never moves: its levels change only by bookings and settlements,
     # so "given back" and "leaked" are exact numbers.
     limiter = RateLimiter(limit, clock=_frozen)
-    client._shared.limiter = limiter
+    client._primary.limiter = limiter
     return limiter
 
 
@@ -105,7 +105,7 @@ def test_cancelled_caller_leaks_nothing(
 ) -> None:
     """A cancelled caller stops at once and leaves no booking, registration or connection behind."""
     server.script(Fault.delay(HOLD))
-    limiter = client._shared.limiter
+    limiter = client._primary.limiter
 
     held = [f"held {i}" for i in range(30)]  # one batch
     again = ["after the cancel", *held[::3]]

@@ -95,7 +95,7 @@ def test_shared_state_url_shares_breaker_and_budget(
     a = EmbeddingClient(profile, api_key=KEY, shared_state=redis_server.url, hooks=[])
     b = EmbeddingClient(profile, api_key=KEY, shared_state=redis_server.url, hooks=[])
     try:
-        assert isinstance(a._shared.limiter, RedisRateLimiter)  # the budget lives in Redis too
+        assert isinstance(a._primary.limiter, RedisRateLimiter)  # the budget lives in Redis too
         server.set_down(True)
         for _ in range(2):
             with pytest.raises(EmbedGuardError):

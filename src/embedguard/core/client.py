@@ -23,17 +23,17 @@ import numpy as np
 from pydantic import SecretStr
 
 from . import errors
-from ._cacheview import CacheView
-from ._dispatch import Dispatcher
-from ._routes import Route, build_route, check_same_space
 from .breaker import CircuitBreaker, CircuitState
 from .cache import EmbeddingCache, open_cache
 from .config import ProviderProfile
 from .events import Hook, Hooks
 from .export.logs import LoggingHook
 from .metrics import MetricsCollector, MetricsSnapshot
-from .planning import ContextPolicy, Plan, plan_batches, validate_texts
+from .planning import ContextPolicy, Plan, plan_units, validate_texts
 from .providers.base import RateLimitInfo
+from .send.cached import CacheView
+from .send.calls import Calls
+from .send.endpoint import Endpoint, build_endpoint, check_same_space
 from .tokens import TokenCounter, default_token_counter
 
 __all__ = ["EmbeddingClient"]
@@ -43,10 +43,12 @@ class EmbeddingClient:
     """Embeds texts through one provider with retries, a circuit breaker, limits and metrics.
 
     Results come back in input order, exactly one float32 vector per input (a numpy array of
-    shape ``(len(texts), dimensions)``; call ``.tolist()`` for plain lists). Identical texts are
-    sent once. Bad input raises :class:`~embedguard.InputValidationError` before any request; a
-    call that cannot embed every input raises a typed error whose ``failed_indices`` names the
-    inputs without a vector; nothing is ever returned partially.
+    shape ``(len(texts), dimensions)`` that the caller owns; call ``.tolist()`` for plain lists).
+    Identical texts are sent once. Bad input raises :class:`~embedguard.InputValidationError`
+    before any request; a call that cannot embed every input raises a typed error whose
+    ``failed_indices`` names the inputs without a vector and whose ``partial`` holds the vectors
+    it did get (NaN rows at ``failed_indices``); those are also in the cache, when one is set, so
+    a rerun sends only the failed texts. A successful return is always complete.
 
     Example::
 
@@ -144,9 +146,10 @@ class EmbeddingClient:
             from .shared_state import connect
 
             redis = connect(shared_state)
-        primary = build_route(
+        primary = build_endpoint(
             profile,
             metrics=metrics,
+            hooks=self._hooks,
             api_key=_reveal(api_key),
             token_provider=token_provider,
             environ=environ,
@@ -156,32 +159,30 @@ class EmbeddingClient:
             transport=transport,
             async_transport=async_transport,
             local_model=local_model,
-            hooks=self._hooks,
             shared_state=redis,
         )
-        self._routes = [primary] + [
-            build_route(
+        self._endpoints = [primary] + [
+            build_endpoint(
                 p,
                 metrics=metrics,
+                hooks=self._hooks,
                 api_key=_reveal(k),
                 environ=environ,
-                hooks=self._hooks,
                 shared_state=redis,
             )
             for p, k in chain
         ]
-        self._shared = primary.shared
-        self._breaker = primary.shared.breaker
+        self._primary = primary
+        self._breaker = primary.breaker
         store = open_cache(cache)
         self._cache = None
         if store is not None:
-            self._cache = CacheView(
-                store, profile, primary.shared.codec, metrics, owned=store is not cache
-            )
-        self._dispatch = Dispatcher(self._routes, self._cache, coalesce_window)
+            spaces = [(ep.profile, ep.url) for ep in self._endpoints]
+            self._cache = CacheView(store, spaces, metrics, owned=store is not cache)
+        self._calls = Calls(self._endpoints, self._cache, coalesce_window)
         self._closed = False
         # A client dropped without close() still releases its sockets (no ResourceWarning).
-        weakref.finalize(self, _release_pools, self._routes)
+        weakref.finalize(self, _release_pools, self._endpoints)
 
     # -- public surface ----------------------------------------------------------------------
     @property
@@ -197,12 +198,12 @@ class EmbeddingClient:
     @property
     def dimensions(self) -> int | None:
         """The vector size: the profile's, or learned from the first response."""
-        return self._shared.dimensions
+        return self._primary.dimensions
 
     @property
     def rate_limit_status(self) -> RateLimitInfo | None:
         """What the provider's ``x-ratelimit-*`` headers said on the latest response, if any."""
-        return self._shared.rate_limit_status
+        return self._primary.rate_limit_status
 
     @property
     def hooks(self) -> Hooks:
@@ -211,11 +212,11 @@ class EmbeddingClient:
 
     def metrics(self) -> MetricsSnapshot:
         """An immutable snapshot of this client's metrics, taken atomically."""
-        return self._shared.metrics.snapshot()
+        return self._primary.metrics.snapshot()
 
     def reset_metrics(self) -> None:
         """Zero every counter."""
-        self._shared.metrics.reset()
+        self._primary.metrics.reset()
 
     def reset_circuit_breaker(self) -> None:
         """Close the breaker and clear its counts (e.g. after fixing a misconfiguration)."""
@@ -236,7 +237,7 @@ class EmbeddingClient:
         plan = self._plan(texts)
         if not plan.units:
             return self._empty()
-        return self._dispatch.run(plan, kind)
+        return self._calls.run(plan, kind)
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one text; returns a float32 vector."""
@@ -273,7 +274,7 @@ class EmbeddingClient:
                     try:
                         vectors = future.result()
                     except errors.EmbedGuardError as error:
-                        raise error.shifted(start) from None
+                        raise error.shifted(start) from error.__cause__
                     yield vectors
             finally:
                 for _, future in pending:
@@ -282,8 +283,8 @@ class EmbeddingClient:
     def close(self) -> None:
         """Close the connection pools and worker threads this client created."""
         self._closed = True
-        for route in self._routes:
-            route.close()
+        for endpoint in self._endpoints:
+            endpoint.close()
         if self._cache is not None:
             self._cache.close()
 
@@ -302,7 +303,7 @@ class EmbeddingClient:
         plan = self._plan(texts)
         if not plan.units:
             return self._empty()
-        return await self._dispatch.arun(plan, kind)
+        return await self._calls.arun(plan, kind)
 
     async def aembed_query(self, text: str) -> np.ndarray:
         """Async :meth:`embed_query`."""
@@ -337,7 +338,7 @@ class EmbeddingClient:
                 try:
                     vectors = await task
                 except errors.EmbedGuardError as error:
-                    raise error.shifted(start) from None
+                    raise error.shifted(start) from error.__cause__
                 yield vectors
         finally:
             for _, task in pending:
@@ -345,9 +346,9 @@ class EmbeddingClient:
 
     async def aclose(self) -> None:
         """Wait for this loop's sends, close its connection pool, then the sync one."""
-        await self._dispatch.drain()
-        for route in self._routes:
-            await route.engine.aclose()
+        await self._calls.drain()
+        for endpoint in self._endpoints:
+            await endpoint.transport.aclose()
         self.close()
 
     async def __aenter__(self) -> Self:
@@ -361,23 +362,21 @@ class EmbeddingClient:
         if self._closed:
             raise errors.ConfigurationError("the client is closed", field="client")
         valid = validate_texts(texts, provider=self._profile.name)
-        return plan_batches(
+        return plan_units(
             valid,
             batching=self._profile.batching,
             counter=self._counter,
             context_policy=self._context_policy,
-            concurrency=self._profile.pool_size,
             provider=self._profile.name,
         )
 
     def _empty(self) -> np.ndarray:
-        return np.empty((0, self._shared.dimensions or 0), dtype=np.float32)
+        return np.empty((0, self._primary.dimensions or 0), dtype=np.float32)
 
 
-def _release_pools(routes: list[Route]) -> None:
-    for route in routes:
-        if route.owns_http:
-            route.http.close()
+def _release_pools(endpoints: list[Endpoint]) -> None:
+    for endpoint in endpoints:
+        endpoint.transport.close()
 
 
 def _reveal(key: str | SecretStr | None) -> str | None:

@@ -18,15 +18,42 @@ Catch the class you mean, or the root::
         ├── ProviderConnectionError   connection refused, reset or dropped
         └── ResponseValidationError   a 2xx whose body is not exactly one finite vector per input
 
+What each error means for the send path is stated once, here, as class attributes (read by the
+attempt flow, the batch fan-out and failover; nowhere else keeps a list of error types)::
+
+    class                      retryable  provider_fault  stops_call  fails_over
+    ConfigurationError             -            -             x           -
+    CircuitOpenError               -            -             x           x
+    AuthenticationError            -            -             x           -
+    RateLimitError                 x            -             -           x
+    QuotaExhaustedError            -            -             x           x
+    BadRequestError (+ subclasses) -            -             -           -
+    ModelNotFoundError             -            -             x           -
+    ServerError                    x            x             -           x
+    ProviderTimeoutError           x            x             -           x
+    ProviderConnectionError        x            x             -           x
+    ResponseValidationError     truncated       x             -           x
+
+``retryable``: the same request may succeed if sent again. ``provider_fault``: it counts against the
+endpoint's health (the circuit breaker); the others neither count nor clear. ``stops_call``: every
+other batch of the call would fail the same way, so those not sent yet are not sent. ``fails_over``:
+another deployment of the same model (a fallback profile) may succeed.
+
 Every error carries the ``provider`` it came from and never a secret: messages are built from the
-provider's error text with any known secret redacted. When a call gives up, ``failed_indices`` lists
-the positions of the inputs that did not get a vector (nothing is ever returned partially).
+provider's error text with any known secret redacted; transport errors keep the underlying httpx or
+OS exception as ``__cause__``. When a call gives up, ``failed_indices`` lists the positions of the
+inputs that did not get a vector and ``partial`` holds what the call did get: a float32 array with
+one row per input, NaN rows exactly at ``failed_indices`` (``None`` when no vector was received).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "AuthenticationError",
@@ -64,15 +91,26 @@ class EmbedGuardError(Exception):
     Attributes:
         provider: The profile name of the provider involved, when there is one.
         failed_indices: Positions (in the caller's input) of texts that did not get a vector.
+        partial: When a call failed part-way, one float32 row per input: the vectors it did get,
+            NaN rows at ``failed_indices``; ``None`` when it got none.
     """
 
     kind: str = "error"
+    retryable: bool = False
+    """The same request may succeed if sent again (the retry policy decides whether it is)."""
+    provider_fault: bool = False
+    """The failure counts against the endpoint's health (the circuit breaker)."""
+    stops_call: bool = False
+    """Every other batch of the call would fail the same way: batches not sent yet are skipped."""
+    fails_over: bool = False
+    """Another deployment of the same model (a fallback profile) may not share the failure."""
 
     def __init__(self, message: str, *, provider: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.provider = provider
         self.failed_indices: tuple[int, ...] = ()
+        self.partial: np.ndarray | None = None
 
     def __str__(self) -> str:
         prefix = f"[{self.provider}] " if self.provider else ""
@@ -92,6 +130,15 @@ class EmbedGuardError(Exception):
         """A copy whose input positions are moved by ``offset`` (a chunk's place in a stream)."""
         clone = copy.copy(self)
         clone.failed_indices = tuple(i + offset for i in self.failed_indices)
+        clone.__cause__ = self.__cause__
+        return clone
+
+    def copy(self) -> EmbedGuardError:
+        """A copy to hand one caller (several concurrent callers may share one failure); it
+        keeps the cause (``__cause__``)."""
+        clone = copy.copy(self)
+        clone.partial = None
+        clone.__cause__ = self.__cause__
         return clone
 
 
@@ -99,6 +146,7 @@ class ConfigurationError(EmbedGuardError, ValueError):
     """A setting is invalid or missing. ``field`` names it (dotted for nested policies)."""
 
     kind = "configuration"
+    stops_call = True
 
     def __init__(self, message: str, *, field: str | None = None, provider: str | None = None):
         super().__init__(f"{field}: {message}" if field else message, provider=provider)
@@ -122,7 +170,13 @@ class InputValidationError(EmbedGuardError, ValueError):
         index = None if self.index is None else self.index + offset
         clone = InputValidationError(self.reason, index=index, provider=self.provider)
         clone.failed_indices = tuple(i + offset for i in self.failed_indices)
+        clone.partial = self.partial
+        clone.__cause__ = self.__cause__
         return clone
+
+    def copy(self) -> EmbedGuardError:
+        """A copy to hand one caller."""
+        return self.shifted(0)
 
 
 class CircuitOpenError(EmbedGuardError):
@@ -133,6 +187,8 @@ class CircuitOpenError(EmbedGuardError):
     """
 
     kind = "circuit_open"
+    stops_call = True
+    fails_over = True
 
     def __init__(self, message: str, *, provider: str | None = None, retry_in: float = 0.0):
         super().__init__(message, provider=provider)
@@ -150,7 +206,6 @@ class ProviderError(EmbedGuardError):
     """
 
     kind = "provider"
-    retryable = False
 
     def __init__(
         self,
@@ -182,6 +237,7 @@ class AuthenticationError(ProviderError):
     """The provider rejected the credentials (401/403)."""
 
     kind = "authentication"
+    stops_call = True
 
 
 class RateLimitError(ProviderError):
@@ -189,6 +245,7 @@ class RateLimitError(ProviderError):
 
     kind = "rate_limit"
     retryable = True
+    fails_over = True
 
     def __init__(
         self,
@@ -210,6 +267,8 @@ class QuotaExhaustedError(ProviderError):
     """The account's quota or budget is exhausted (429 ``insufficient_quota``); never retried."""
 
     kind = "quota"
+    stops_call = True
+    fails_over = True
 
 
 class BadRequestError(ProviderError):
@@ -228,6 +287,7 @@ class ModelNotFoundError(BadRequestError):
     """The model or deployment does not exist, or the key has no access to it (404)."""
 
     kind = "model_not_found"
+    stops_call = True
 
 
 class ServerError(ProviderError):
@@ -235,6 +295,8 @@ class ServerError(ProviderError):
 
     kind = "server"
     retryable = True
+    provider_fault = True
+    fails_over = True
 
 
 class ProviderTimeoutError(ProviderError):
@@ -242,6 +304,8 @@ class ProviderTimeoutError(ProviderError):
 
     kind = "timeout"
     retryable = True
+    provider_fault = True
+    fails_over = True
 
 
 class ProviderConnectionError(ProviderError):
@@ -249,6 +313,8 @@ class ProviderConnectionError(ProviderError):
 
     kind = "connection"
     retryable = True
+    provider_fault = True
+    fails_over = True
 
 
 class ResponseValidationError(ProviderError):
@@ -259,6 +325,8 @@ class ResponseValidationError(ProviderError):
     """
 
     kind = "invalid_response"
+    provider_fault = True
+    fails_over = True
 
     def __init__(
         self,

@@ -252,11 +252,12 @@ class Hooks:
         hooks: The initial hooks.
     """
 
-    __slots__ = ("_failed", "_hooks", "_lock")
+    __slots__ = ("_failed", "_lock", "active")
 
     def __init__(self, hooks: Iterable[Hook] = ()) -> None:
         # Copy-on-write: emit() reads one tuple without locking; add/remove swap in a new one.
-        self._hooks: tuple[Hook, ...] = tuple(hooks)
+        self.active: tuple[Hook, ...] = tuple(hooks)
+        """The hooks, in order (a tuple; empty when nothing listens)."""
         self._failed: set[tuple[type, str]] = set()
         self._lock = threading.Lock()
 
@@ -265,7 +266,7 @@ class Hooks:
         if not callable(hook):
             raise TypeError(f"a hook must be callable, got {type(hook).__name__}")
         with self._lock:
-            self._hooks = (*self._hooks, hook)
+            self.active = (*self.active, hook)
 
     def remove(self, hook: Hook) -> None:
         """Stop calling ``hook`` (its first registration, if added twice).
@@ -274,13 +275,13 @@ class Hooks:
             ValueError: ``hook`` is not registered.
         """
         with self._lock:
-            hooks = list(self._hooks)
+            hooks = list(self.active)
             hooks.remove(hook)
-            self._hooks = tuple(hooks)
+            self.active = tuple(hooks)
 
     def emit(self, event: Event) -> None:
         """Call every hook with ``event``; returns at once when there is none."""
-        hooks = self._hooks
+        hooks = self.active
         if not hooks:
             return
         for hook in hooks:
@@ -302,13 +303,13 @@ class Hooks:
         _log.exception("embedguard hook %s failed; its further failures are not logged", name)
 
     def __bool__(self) -> bool:
-        return bool(self._hooks)
+        return bool(self.active)
 
     def __len__(self) -> int:
-        return len(self._hooks)
+        return len(self.active)
 
     def __iter__(self) -> Iterator[Hook]:
-        return iter(self._hooks)
+        return iter(self.active)
 
     def __repr__(self) -> str:
-        return f"Hooks({list(self._hooks)!r})"
+        return f"Hooks({list(self.active)!r})"

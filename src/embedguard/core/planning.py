@@ -1,17 +1,19 @@
 """The pure first step of every call: validate, dedupe, apply the context policy, batch, reassemble.
 
 Nothing here does I/O. :func:`validate_texts` rejects bad input before any request is made;
-:func:`plan_batches` turns the texts into a :class:`Plan`: the distinct texts to send (each sent
-once), their batches, and what :meth:`Plan.assemble` needs to give back one vector per input, in
-input order::
+:func:`plan_units` turns the texts into a :class:`Plan`: the distinct texts to embed (each sent
+once) and what :meth:`Plan.assemble` needs to give back one vector per input, in input order::
 
     texts = validate_texts(["a", "b", "a"])
-    plan = plan_batches(texts, batching=BatchPolicy())
+    plan = plan_units(texts, batching=BatchPolicy())
     assert plan.units == ["a", "b"]
     vectors = plan.assemble(unit_vectors)  # unit_vectors: one row per unit -> one row per input
 
-An empty list is valid: its plan has no units and no batches, so no request is made and the result
-is an empty array.
+:func:`split_units` cuts the texts a call actually sends (after cache hits and texts other calls
+have in flight are taken out) into batches; the send path calls it once per send.
+
+An empty list is valid: its plan has no units, so no request is made and the result is an empty
+array.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from .config import BatchPolicy
 from .errors import ConfigurationError, InputValidationError
 from .tokens import TokenCounter, default_token_counter
 
-__all__ = ["Batch", "ContextPolicy", "Plan", "plan_batches", "split_units", "validate_texts"]
+__all__ = ["Batch", "ContextPolicy", "Plan", "plan_units", "split_units", "validate_texts"]
 
 ContextPolicy = Literal["error", "truncate", "chunk"]
 """What to do with a text over the model's per-input token limit.
@@ -122,25 +124,29 @@ class Plan:
         n_inputs: Number of caller inputs.
         units: Distinct texts to embed (after truncation or chunking), each sent exactly once.
         unit_tokens: Estimated tokens per unit.
-        batches: The requests, in unit order (batch ``k``'s units all precede batch ``k+1``'s).
         inverse: For each input, the index of its unit; ``-1`` for a chunked input.
         pieces: For each chunked input, its ``(unit, tokens)`` pieces in text order.
         truncated: Indices of the inputs that were truncated to fit the per-input limit.
+        identity: Every input is its own unit, in order (no duplicates, nothing chunked):
+            :meth:`assemble` would return the unit vectors as they are.
     """
 
     n_inputs: int
     units: list[str]
     unit_tokens: list[int]
-    batches: list[Batch]
     inverse: npt.NDArray[np.intp]
     pieces: dict[int, _Pieces] = field(default_factory=dict)
     truncated: tuple[int, ...] = ()
+    identity: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "identity", not self.pieces and len(self.units) == self.n_inputs)
 
     def __repr__(self) -> str:
         return (
             f"Plan(n_inputs={self.n_inputs}, units={len(self.units)}, "
-            f"batches={len(self.batches)}, tokens={self.estimated_tokens}, "
-            f"chunked={len(self.pieces)}, truncated={len(self.truncated)})"
+            f"tokens={self.estimated_tokens}, chunked={len(self.pieces)}, "
+            f"truncated={len(self.truncated)})"
         )
 
     @property
@@ -173,7 +179,7 @@ class Plan:
             raise ValueError(
                 f"expected unit vectors of shape ({len(self.units)}, d), got {vectors.shape}"
             )
-        if not self.pieces and len(self.units) == self.n_inputs:
+        if self.identity:
             return vectors  # dedupe and chunking found nothing: the identity mapping
         out = vectors[self.inverse]
         averaged: dict[_Pieces, npt.NDArray[np.float32]] = {}
@@ -213,52 +219,35 @@ def _weighted_average(vectors: npt.NDArray[np.float32], pieces: _Pieces) -> npt.
     return (mean / norm if norm > 0 else mean).astype(np.float32)
 
 
-def plan_batches(
+def plan_units(
     texts: Sequence[str],
     *,
     batching: BatchPolicy,
     counter: TokenCounter | None = None,
     context_policy: ContextPolicy = "error",
-    concurrency: int = 1,
-    min_batch_inputs: int = 32,
     provider: str | None = None,
 ) -> Plan:
-    """Dedupe validated ``texts``, apply the context policy and split the units into batches.
+    """Dedupe validated ``texts`` and apply the context policy: the units a call must embed.
 
     Exact duplicates share one unit. A text estimated over ``batching.max_tokens_per_input``
     raises :class:`~embedguard.InputValidationError` under ``"error"``, is cut to its longest
     prefix within the limit under ``"truncate"`` (then deduped on the cut text), or is split into
     pieces that become units under ``"chunk"``.
 
-    Each batch holds at most ``batching.max_inputs`` units and ``max_tokens_per_request``
-    estimated tokens. There are at least ``min(concurrency, ceil(units / min_batch_inputs))``
-    batches, so every in-flight slot gets work without making batches tiny; more than
-    ``concurrency`` batches come in whole rounds, and sizes are balanced (e.g. 20,000 units, 2048
-    per request, concurrency 8 -> 16 batches of 1,250: two full rounds, not 8 + 2 batches of
-    2,000). Units keep their order inside and across batches.
-
     Args:
         texts: Output of :func:`validate_texts`.
         batching: The provider's limits.
         counter: Token counter; defaults to :func:`~embedguard.core.tokens.default_token_counter`.
         context_policy: ``"error"``, ``"truncate"`` or ``"chunk"``.
-        concurrency: Requests the caller runs at once.
-        min_batch_inputs: Smallest batch worth splitting for concurrency.
         provider: The provider name to attach to errors.
 
     Raises:
         InputValidationError: A text is over the per-input limit under ``"error"``.
-        ConfigurationError: ``context_policy``, ``concurrency`` or ``min_batch_inputs`` is invalid.
+        ConfigurationError: ``context_policy`` is invalid.
     """
     if context_policy not in _POLICIES:
         raise ConfigurationError(
             f"must be one of {sorted(_POLICIES)}, got {context_policy!r}", field="context_policy"
-        )
-    if concurrency < 1:
-        raise ConfigurationError(f"must be at least 1, got {concurrency}", field="concurrency")
-    if min_batch_inputs < 1:
-        raise ConfigurationError(
-            f"must be at least 1, got {min_batch_inputs}", field="min_batch_inputs"
         )
     counter = counter or default_token_counter()
     limit = batching.max_tokens_per_input
@@ -315,10 +304,7 @@ def plan_batches(
         inverse[inverse < 0] = -1
     if cut:
         truncated = tuple(i for i, text in enumerate(texts) if text in cut)
-    batches = split_units(
-        units, unit_tokens, batching, concurrency=concurrency, min_batch_inputs=min_batch_inputs
-    )
-    return Plan(len(texts), units, unit_tokens, batches, inverse, pieces, truncated)
+    return Plan(len(texts), units, unit_tokens, inverse, pieces, truncated)
 
 
 def split_units(
@@ -331,9 +317,23 @@ def split_units(
 ) -> list[Batch]:
     """Cut distinct texts, in order, into balanced batches within the request limits.
 
-    ``Batch.units`` index into ``units``; each batch is a run of consecutive indices. See
-    :func:`plan_batches` for how the number of batches follows ``concurrency``.
+    ``Batch.units`` index into ``units``; each batch is a run of consecutive indices. Each batch
+    holds at most ``batching.max_inputs`` units and ``max_tokens_per_request`` estimated tokens.
+    There are at least ``min(concurrency, ceil(units / min_batch_inputs))`` batches, so every
+    in-flight slot gets work without making batches tiny; more than ``concurrency`` batches come
+    in whole rounds, and sizes are balanced (e.g. 20,000 units, 2048 per request, concurrency 8
+    -> 16 batches of 1,250: two full rounds, not 8 + 2 batches of 2,000). Units keep their order
+    inside and across batches.
+
+    Raises:
+        ConfigurationError: ``concurrency`` or ``min_batch_inputs`` is below 1.
     """
+    if concurrency < 1:
+        raise ConfigurationError(f"must be at least 1, got {concurrency}", field="concurrency")
+    if min_batch_inputs < 1:
+        raise ConfigurationError(
+            f"must be at least 1, got {min_batch_inputs}", field="min_batch_inputs"
+        )
     n = len(units)
     if n == 0:
         return []

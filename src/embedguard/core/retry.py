@@ -162,6 +162,10 @@ class RetryBudget:
     request stops counting between 0.9 and 1.0 windows after it happened. Thread-safe; share one
     budget per provider.
 
+    The send path counts first attempts by adding to :attr:`started` (a plain integer, no call on
+    the hot path); the budget folds them into its current bucket whenever it is consulted, so a
+    request counts from the first retry decision after it, which is when it matters.
+
     Args:
         policy: Supplies ``budget_min``, ``budget_ratio`` and ``budget_window``.
         clock: A monotonic clock in seconds (injectable for tests).
@@ -177,6 +181,9 @@ class RetryBudget:
         self._buckets: deque[list[int]] = deque()
         self._requests = 0
         self._retries = 0
+        self.started = 0
+        """First attempts counted by the send path (folded in when the budget is consulted)."""
+        self._folded = 0
 
     def __repr__(self) -> str:
         with self._lock:
@@ -196,6 +203,10 @@ class RetryBudget:
         """Take one retry from the budget; ``False`` (and nothing taken) when it is spent."""
         with self._lock:
             bucket = self._bucket(self._clock())
+            if (new := self.started - self._folded) > 0:
+                self._folded += new
+                bucket[1] += new
+                self._requests += new
             # A tiny tolerance so that e.g. 0.2 * 150 = 30.000000000000004 does not lose a retry.
             if self._retries + 1 > self._allowance() + 1e-9:
                 return False

@@ -47,7 +47,8 @@ class Usage:
                 self.requests += 1
 
 
-_current: ContextVar[tuple[Usage, ...]] = ContextVar("embedguard_usage", default=())
+tracking: ContextVar[tuple[Usage, ...]] = ContextVar("embedguard_usage", default=())
+"""The usage blocks open in this context (innermost last); empty when nobody tracks usage."""
 
 
 @contextmanager
@@ -57,14 +58,14 @@ def track_usage() -> Iterator[Usage]:
     Blocks nest: an inner block's usage is also counted by the outer ones.
     """
     usage = Usage()
-    token = _current.set((*_current.get(), usage))
+    token = tracking.set((*tracking.get(), usage))
     try:
         yield usage
     finally:
-        _current.reset(token)
+        tracking.reset(token)
 
 
 def record(*, tokens: int = 0, items: int = 0, cost: float = 0.0, cached: int = 0) -> None:
     """Add to every usage block open in the current context (cheap when there is none)."""
-    for usage in _current.get():
+    for usage in tracking.get():
         usage.add(tokens=tokens, items=items, cost=cost, cached=cached)

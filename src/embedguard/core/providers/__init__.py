@@ -5,20 +5,15 @@
 :class:`EmbeddingResult` or raises the typed :class:`~embedguard.core.errors.ProviderError`.
 """
 
+from ._decode import decode_openai_data
+from ._errors import error_from_response
 from .azure import AzureOpenAICodec
-from .base import (
-    Codec,
-    EmbeddingResult,
-    HttpRequest,
-    RateLimitInfo,
-    decode_openai_data,
-    error_from_response,
-    make_codec,
-)
+from .base import Codec, EmbeddingResult, HttpRequest, RateLimitInfo
 from .compatible import OpenAICompatibleCodec
 from .mistral import MistralCodec
 from .ollama import OllamaCodec
 from .openai import OpenAICodec
+from .registry import make_codec
 
 __all__ = [
     "AzureOpenAICodec",

@@ -1,35 +1,26 @@
-"""Shared machinery of the JSON-over-HTTP codecs: key and URL resolution, request assembly,
-response parsing, and OpenAI-style rate-limit headers."""
+"""Shared set-up of the JSON-over-HTTP codecs: key and URL resolution, native sizes, the user
+agent, and OpenAI-style rate-limit headers. The codec base class, :class:`JsonCodec`, lives with
+the response decoding in :mod:`._decode`, so a request's whole exchange runs in one module."""
 
 from __future__ import annotations
 
 import functools
 import importlib.metadata
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
-import numpy as np
-import orjson
 from pydantic import SecretStr
 
 from embedguard.core.config import ProviderProfile, check_url
-from embedguard.core.errors import ConfigurationError, InputValidationError
+from embedguard.core.errors import ConfigurationError
 from embedguard.core.retry import parse_duration
 
-from ._decode import (
-    decode_openai_data,
-    echoed_model,
-    int_header,
-    load_json_object,
-    usage_tokens,
-)
-from ._errors import error_from_response, lower_headers, request_id_of
-from .base import EmbeddingResult, HttpRequest, RateLimitInfo
+from .base import RateLimitInfo
 
 __all__ = [
-    "JsonCodec",
     "NativeSize",
     "check_native_dimensions",
+    "int_header",
     "openai_rate_limit",
     "rate_limit_or_none",
     "resolve_base_url",
@@ -144,6 +135,18 @@ def check_native_dimensions(
     return wanted
 
 
+def int_header(headers: Mapping[str, str], name: str) -> int | None:
+    """A non-negative integer header (``-1`` and junk read as ``None``); names lower-case."""
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(float(raw.strip()))
+    except (ValueError, OverflowError):
+        return None
+    return value if value >= 0 else None
+
+
 def _seconds_header(headers: Mapping[str, str], name: str) -> float | None:
     raw = headers.get(name)
     return parse_duration(raw) if raw else None
@@ -182,132 +185,3 @@ def openai_rate_limit(headers: Mapping[str, str]) -> RateLimitInfo | None:
             reset_tokens=reset_tokens,
         )
     )
-
-
-class JsonCodec:
-    """A codec that POSTs one JSON body and reads an OpenAI-shaped JSON response.
-
-    Subclasses set the URL, headers and body fields in ``__init__`` and may override
-    :meth:`_auth_headers`, :meth:`_vectors`, :meth:`_tokens` and :meth:`_rate_limit`.
-    """
-
-    provider: ClassVar[str] = "openai"
-    __slots__ = ("_fields", "_headers", "_key", "model", "name", "url")
-
-    def __init__(
-        self,
-        profile: ProviderProfile,
-        *,
-        url: str,
-        fields: Mapping[str, Any],
-        key: SecretStr | None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        self.name: str = profile.name
-        self.model: str = profile.model
-        self.url: str = url
-        self._key = key
-        # extra_body comes last so a caller can override any field the codec sets itself.
-        self._fields: dict[str, Any] = {**fields, **profile.extra_body}
-        self._headers: dict[str, str] = {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "User-Agent": user_agent(),
-            **(headers or {}),
-        }
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(provider={self.provider!r}, model={self.model!r}, "
-            f"url={self.url!r})"
-        )
-
-    # -- request ------------------------------------------------------------------------------
-    def _auth_headers(self) -> dict[str, str]:
-        if self._key is None:
-            return {}
-        return {"Authorization": f"Bearer {self._key.get_secret_value()}"}
-
-    def _secrets(self) -> tuple[str | None, ...]:
-        return (self._key.get_secret_value() if self._key else None,)
-
-    def build_request(self, texts: Sequence[str]) -> HttpRequest:
-        """Describe the POST that embeds ``texts`` (raw strings, in order).
-
-        Raises:
-            InputValidationError: An item is not a ``str`` (token ids are never sent).
-        """
-        inputs = list(texts)
-        for index, text in enumerate(inputs):
-            if not isinstance(text, str):
-                raise InputValidationError(
-                    f"expected str, got {type(text).__name__}", index=index, provider=self.name
-                )
-        body = orjson.dumps({"input": inputs, **self._fields})
-        headers = {**self._headers, **self._auth_headers()}
-        return HttpRequest(method="POST", url=self.url, headers=headers, body=body)
-
-    # -- response -----------------------------------------------------------------------------
-    def _vectors(
-        self,
-        doc: Mapping[str, Any],
-        *,
-        n_inputs: int,
-        dimensions: int | None,
-        status: int,
-        request_id: str | None,
-        out: np.ndarray | None = None,
-    ) -> np.ndarray:
-        return decode_openai_data(
-            doc.get("data"),
-            n_inputs=n_inputs,
-            dimensions=dimensions,
-            provider=self.name,
-            status_code=status,
-            request_id=request_id,
-            out=out,
-        )
-
-    def _tokens(self, doc: Mapping[str, Any]) -> int | None:
-        return usage_tokens(doc)
-
-    def _rate_limit(self, headers: Mapping[str, str]) -> RateLimitInfo | None:
-        return openai_rate_limit(headers)
-
-    def parse_response(
-        self,
-        status: int,
-        headers: Mapping[str, str],
-        body: bytes,
-        *,
-        n_inputs: int,
-        dimensions: int | None,
-        out: np.ndarray | None = None,
-    ) -> EmbeddingResult:
-        """Return the validated vectors of a 2xx response; raise the typed error otherwise.
-
-        With ``out`` (float32, ``(n_inputs, dimensions)``) the vectors are decoded into it.
-
-        Raises:
-            ProviderError: The subclass for a non-2xx status or an error body.
-            ResponseValidationError: A 2xx that is not one finite vector per input.
-        """
-        lowered = lower_headers(headers)
-        secrets = self._secrets()
-        if not 200 <= status < 300:
-            raise error_from_response(self.name, status, lowered, body, secrets=secrets)
-        doc = load_json_object(self.name, status, lowered, body, secrets=secrets)
-        vectors = self._vectors(
-            doc,
-            n_inputs=n_inputs,
-            dimensions=dimensions,
-            status=status,
-            request_id=request_id_of(lowered, secrets),
-            out=out,
-        )
-        return EmbeddingResult(
-            vectors=vectors,
-            prompt_tokens=self._tokens(doc),
-            model=echoed_model(doc),
-            rate_limit=self._rate_limit(lowered),
-        )

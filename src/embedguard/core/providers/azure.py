@@ -10,7 +10,8 @@ from urllib.parse import quote
 from embedguard.core.config import ProviderProfile
 from embedguard.core.errors import AuthenticationError, ConfigurationError
 
-from ._codec import JsonCodec, resolve_base_url, resolve_key
+from ._codec import resolve_base_url, resolve_key
+from ._decode import JsonCodec
 from .openai import openai_fields
 
 __all__ = ["AzureOpenAICodec"]

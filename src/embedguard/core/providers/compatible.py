@@ -9,7 +9,8 @@ from typing import ClassVar
 
 from embedguard.core.config import ProviderProfile
 
-from ._codec import JsonCodec, resolve_base_url, resolve_key
+from ._codec import resolve_base_url, resolve_key
+from ._decode import JsonCodec
 
 __all__ = ["OpenAICompatibleCodec"]
 

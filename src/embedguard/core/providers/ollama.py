@@ -12,8 +12,8 @@ import numpy as np
 from embedguard.core.config import ProviderProfile, check_url
 from embedguard.core.errors import ConfigurationError
 
-from ._codec import JsonCodec, resolve_key
-from ._decode import decode_float_rows
+from ._codec import resolve_key
+from ._decode import JsonCodec, decode_float_rows
 from .base import RateLimitInfo
 
 __all__ = ["OLLAMA_NATIVE_DIMENSIONS", "OllamaCodec", "ollama_host"]

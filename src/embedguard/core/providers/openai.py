@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 
 from embedguard.core.config import ProviderProfile
 
-from ._codec import JsonCodec, NativeSize, check_native_dimensions, resolve_base_url, resolve_key
+from ._codec import NativeSize, check_native_dimensions, resolve_base_url, resolve_key
+from ._decode import JsonCodec
 
 __all__ = ["OPENAI_NATIVE_DIMENSIONS", "OpenAICodec"]
 

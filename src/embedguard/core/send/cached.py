@@ -1,4 +1,8 @@
-"""The client's use of a per-text cache: look up a plan's units, store what was fetched."""
+"""The client's use of a per-text cache: look up a call's texts, store what was fetched.
+
+Vectors are stored under the namespace of the endpoint that produced them: rows a fallback of
+another model embedded never land under the primary's key.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,11 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from . import usage
-from ._flight import Group, GroupResult, Ref
-from .cache import CacheNamespace, EmbeddingCache
-from .config import ProviderProfile
-from .metrics import MetricsCollector
-from .providers.base import Codec
+from .. import usage
+from ..cache import CacheNamespace, EmbeddingCache
+from ..config import ProviderProfile
+from ..metrics import MetricsCollector
+from .groups import Group, GroupResult, Ref
 
 logger = logging.getLogger("embedguard")
 
@@ -28,29 +31,25 @@ class CacheView:
     def __init__(
         self,
         store: EmbeddingCache,
-        profile: ProviderProfile,
-        codec: Codec,
+        chain: Sequence[tuple[ProviderProfile, str]],
         metrics: MetricsCollector,
         *,
         owned: bool,
     ) -> None:
-        # Servers that host any weights under a name get their URL in the key as well.
-        endpoint = getattr(codec, "url", None)
-        if profile.provider not in ("ollama", "openai_compatible"):
-            endpoint = None
         self._store = store
         self._owned = owned
         self._metrics = metrics
-        self._spaces = {
-            kind: CacheNamespace.for_profile(profile, kind=kind, endpoint=endpoint)
-            for kind in ("document", "query")
-        }
-        self._dimensions = profile.dimensions
+        # One namespace per endpoint of the chain (primary first) and kind of text.
+        self._spaces = [
+            {kind: _namespace(profile, url, kind) for kind in ("document", "query")}
+            for profile, url in chain
+        ]
+        self._dimensions = chain[0][0].dimensions
 
     def lookup(self, texts: Sequence[str], tokens: Sequence[int], kind: str) -> dict[int, Ref]:
         """Refs for the texts found in the cache, keyed by their position in ``texts``."""
         try:
-            found = self._store.get_many(self._spaces[kind].keys(texts))
+            found = self._store.get_many(self._spaces[0][kind].keys(texts))
         except _CACHE_ERRORS as exc:
             logger.warning("cache lookup failed, sending every text: %s", exc)
             found = [None] * len(texts)
@@ -71,13 +70,18 @@ class CacheView:
         return {i: (future, row) for row, i in enumerate(hits)}
 
     def store(self, group: Group, result: GroupResult) -> None:
-        """Keep every vector the group fetched (rows that failed are skipped)."""
-        if result.vectors is None:
+        """Keep every vector the group fetched (rows that failed are skipped), each under the
+        namespace of the endpoint that embedded it."""
+        vectors = result.vectors
+        if vectors is None:
             return
-        rows = [i for i in range(len(group.texts)) if i not in result.failed]
-        keys = self._spaces[group.kind].keys([group.texts[i] for i in rows])
+        items = []
+        for i, text in enumerate(group.texts):
+            if i not in result.failed:
+                space = self._spaces[result.served.get(i, 0)][group.kind]
+                items.append((space.key(text), vectors[i]))
         try:
-            self._store.put_many(list(zip(keys, result.vectors[rows], strict=True)))
+            self._store.put_many(items)
         except _CACHE_ERRORS as exc:
             logger.warning("cache store failed: %s", exc)
 
@@ -85,3 +89,9 @@ class CacheView:
         """Close the store when the client opened it."""
         if self._owned:
             self._store.close()
+
+
+def _namespace(profile: ProviderProfile, url: str, kind: str) -> CacheNamespace:
+    # Servers that host any weights under a name get their URL in the key as well.
+    endpoint = url if profile.provider in ("ollama", "openai_compatible") else None
+    return CacheNamespace.for_profile(profile, kind=kind, endpoint=endpoint)

@@ -1,0 +1,341 @@
+"""What happens to a call: cache, sharing, batching, sending (with failover), and the answer.
+
+The client validates and plans a call (:mod:`embedguard.core.planning`); :class:`Calls` then
+
+1. takes the texts the cache holds out (:mod:`~embedguard.core.send.cached`);
+2. claims the rest: texts another call has in flight are awaited, not sent again, and small calls
+   may wait ``window`` seconds to share one request (:mod:`~embedguard.core.send.sharing`);
+3. cuts what this call must send into batches, once (the one place batches are planned), and
+   sends them (:mod:`~embedguard.core.send.drivers`, which run the attempt flow of
+   :mod:`~embedguard.core.send.attempt`), first to the primary endpoint, then what it could not
+   embed to each fallback in turn;
+4. publishes the group's result to everyone waiting on it, stores it in the cache, and gives the
+   caller an array of its own in input order, or raises the call's error carrying what it did
+   get (``partial``) and the inputs without a vector (``failed_indices``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+
+from .. import errors
+from ..planning import Plan, split_units
+from .cached import CacheView
+from .drivers import arun_batches, run_batches
+from .endpoint import Endpoint
+from .failover import announce, failover_rows, patch, pick
+from .groups import Group, GroupResult, Ref, merge, split_result
+
+__all__ = ["Calls", "Flights", "MicroBatcher", "gather"]
+
+_MICRO_MAX = 16  # calls with at most this many distinct texts may be merged with others
+
+
+class Calls:
+    """Runs the calls of one client (shared by its threads and event loops)."""
+
+    def __init__(self, endpoints: list[Endpoint], cache: CacheView | None, window: float) -> None:
+        self._endpoints = endpoints
+        self._primary = endpoints[0]
+        self._cache = cache
+        self._window = window
+        self._flights = Flights()
+        self._micro = {k: MicroBatcher(window, self._send) for k in ("document", "query")}
+        self._amicro: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, MicroBatcher]]
+        self._amicro = weakref.WeakKeyDictionary()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def run(self, plan: Plan, kind: str) -> np.ndarray:
+        """Embed a plan's units on this thread (waiting for any shared with other calls)."""
+        refs, group = self._claim(plan, kind)
+        if group is not None:
+            if self._coalesce(plan):
+                self._micro[kind].submit(group, time.sleep)
+            else:
+                self._send([group])
+        results = {id(f): f.result() for f, _ in refs}
+        return self._answer(plan, refs, results, group)
+
+    async def arun(self, plan: Plan, kind: str) -> np.ndarray:
+        """Async :meth:`run`; sends run as tasks, so a cancelled caller cancels no one else."""
+        refs, group = self._claim(plan, kind)
+        if group is not None:
+            if self._coalesce(plan):
+                self._enqueue(group)
+            else:
+                self._spawn(self._asend([group]))
+        results: dict[int, GroupResult] = {}
+        for future, _ in refs:
+            if id(future) not in results:  # shield: a cancelled caller leaves others waiting
+                results[id(future)] = await asyncio.shield(asyncio.wrap_future(future))
+        return self._answer(plan, refs, results, group)
+
+    async def drain(self) -> None:
+        """Send what waits in this loop's window now, then wait for every send of this loop."""
+        loop = asyncio.get_running_loop()
+        for micro in self._amicro.get(loop, {}).values():
+            if queued := micro.take():
+                self._spawn(self._asend(queued))
+        mine = [t for t in self._tasks if t.get_loop() is loop]
+        if mine:
+            await asyncio.gather(*mine, return_exceptions=True)
+
+    # -- before sending ------------------------------------------------------------------------
+    def _claim(self, plan: Plan, kind: str) -> tuple[list[Ref], Group | None]:
+        """Refs for every unit: cached ones, ones in flight for other calls, and a new group."""
+        cached = self._cache.lookup(plan.units, plan.unit_tokens, kind) if self._cache else {}
+        if not cached:
+            return self._flights.claim(plan.units, plan.unit_tokens, kind)
+        missing = [i for i in range(len(plan.units)) if i not in cached]
+        refs, group = self._flights.claim(
+            [plan.units[i] for i in missing], [plan.unit_tokens[i] for i in missing], kind
+        )
+        merged = dict(cached)
+        merged.update(zip(missing, refs, strict=True))
+        return [merged[i] for i in range(len(plan.units))], group
+
+    def _coalesce(self, plan: Plan) -> bool:
+        """Whether a call should wait for others to share its request.
+
+        Not when the breaker is open and nothing could serve the call: it must fail at once.
+        """
+        if self._window <= 0 or len(plan.units) > _MICRO_MAX:
+            return False
+        return len(self._endpoints) > 1 or not self._primary.circuit_open
+
+    # -- sending: one or more groups, merged when several small calls share a window ----------
+    def _send(self, groups: list[Group]) -> None:
+        merged = groups[0] if len(groups) == 1 else merge(groups)
+        n = len(merged.texts)
+        try:
+            result = run_batches(self._primary, _batches(self._primary, merged), n)
+            for i, ep in enumerate(self._endpoints[1:], 1):
+                if not (rows := self._failover(ep, result)):
+                    break
+                part = pick(merged, rows)
+                retried = run_batches(ep, _batches(ep, part), len(rows))
+                result = patch(result, rows, retried, n, i)
+        except BaseException as exc:
+            self._publish(groups, merged, _all_failed(merged, exc))
+            raise
+        self._publish(groups, merged, result)
+
+    async def _asend(self, groups: list[Group]) -> None:
+        merged = groups[0] if len(groups) == 1 else merge(groups)
+        n = len(merged.texts)
+        try:
+            result = await arun_batches(self._primary, _batches(self._primary, merged), n)
+            for i, ep in enumerate(self._endpoints[1:], 1):
+                if not (rows := self._failover(ep, result)):
+                    break
+                part = pick(merged, rows)
+                retried = await arun_batches(ep, _batches(ep, part), len(rows))
+                result = patch(result, rows, retried, n, i)
+        except BaseException as exc:
+            self._publish(groups, merged, _all_failed(merged, exc))
+            raise
+        self._publish(groups, merged, result)
+
+    def _failover(self, ep: Endpoint, result: GroupResult) -> list[int]:
+        """The rows to send to ``ep`` next (announced), or none when nothing can fail over."""
+        rows = failover_rows(result)
+        if rows:
+            announce(self._primary.hooks, self._primary.name, ep.name, result.failed[rows[0]])
+        return rows
+
+    def _publish(self, groups: list[Group], merged: Group, result: GroupResult) -> None:
+        results = [result] if len(groups) == 1 else split_result(groups, merged, result)
+        for group, each in zip(groups, results, strict=True):
+            if self._cache is not None:
+                self._cache.store(group, each)
+            self._flights.resolve(group, each)
+
+    def _spawn(self, coroutine: Any) -> None:
+        # Sends run as their own tasks so that a cancelled caller does not cancel the waiters
+        # that share its texts.
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _enqueue(self, group: Group) -> None:
+        loop = asyncio.get_running_loop()
+        micros = self._amicro.get(loop)
+        if micros is None:
+            micros = self._amicro[loop] = {
+                k: MicroBatcher(self._window, self._send) for k in ("document", "query")
+            }
+        micro = micros[group.kind]
+        if micro.enqueue(group):
+            loop.call_later(self._window, self._flush, micro)
+
+    def _flush(self, micro: MicroBatcher) -> None:
+        if queued := micro.take():  # empty when aclose() already sent them
+            self._spawn(self._asend(queued))
+
+    # -- the answer ----------------------------------------------------------------------------
+    def _answer(
+        self, plan: Plan, refs: list[Ref], results: dict[int, GroupResult], group: Group | None
+    ) -> np.ndarray:
+        """The call's own vectors in input order, or its error carrying what it did get."""
+        own = None if group is None else group.future
+        failed = [i for i, (f, row) in enumerate(refs) if row in results[id(f)].failed]
+        d = next((r.vectors.shape[1] for r in results.values() if r.vectors is not None), None)
+        if not failed:
+            assert d is not None
+            vectors = gather(refs, results, d, own)
+            return vectors if plan.identity else plan.assemble(vectors)
+        errors_seen = [results[id(refs[i][0])].failed[refs[i][1]] for i in failed]
+        # The failure that explains the others: a breaker that opened mid-call is a consequence.
+        error = next(
+            (e for e in errors_seen if not isinstance(e, errors.CircuitOpenError)), errors_seen[0]
+        )
+        if not isinstance(error, errors.EmbedGuardError):
+            raise error  # not ours (e.g. a test double's exception): unchanged
+        error = error.copy()  # the same error may reach several concurrent callers
+        error.with_failed_indices(plan.inputs_of(failed))
+        if d is not None:
+            error.partial = plan.assemble(gather(refs, results, d, None))
+        raise error
+
+
+def _batches(ep: Endpoint, group: Group) -> list[Any]:
+    profile = ep.profile
+    return split_units(group.texts, group.tokens, profile.batching, concurrency=profile.pool_size)
+
+
+def _all_failed(group: Group, exc: BaseException) -> GroupResult:
+    return GroupResult(None, dict.fromkeys(range(len(group.texts)), exc))
+
+
+# -- sharing between concurrent calls -------------------------------------------------------------
+class Flights:
+    """The registry of texts in flight (thread-safe; shared by sync and async callers)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inflight: dict[tuple[str, str], Ref] = {}
+
+    def claim(
+        self, texts: Sequence[str], tokens: Sequence[int], kind: str = "document"
+    ) -> tuple[list[Ref], Group | None]:
+        """Register the texts not already in flight; returns each text's ref and the new group."""
+        group = Group([], [], kind)
+        refs: list[Ref] = []
+        with self._lock:
+            inflight = self._inflight
+            for text, n in zip(texts, tokens, strict=True):
+                ref = inflight.get((kind, text))
+                if ref is None:
+                    ref = inflight[kind, text] = (group.future, len(group.texts))
+                    group.texts.append(text)
+                    group.tokens.append(n)
+                refs.append(ref)
+        return refs, (group if group.texts else None)
+
+    def resolve(self, group: Group, result: GroupResult) -> None:
+        """Publish a group's result and take its texts out of the registry."""
+        with self._lock:
+            for text in group.texts:
+                key = (group.kind, text)
+                ref = self._inflight.get(key)
+                if ref is not None and ref[0] is group.future:
+                    del self._inflight[key]
+        group.future.set_result(result)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._inflight)
+
+
+def gather(
+    refs: Sequence[Ref], results: dict[int, GroupResult], d: int, own: Future[GroupResult] | None
+) -> np.ndarray:
+    """Fill a new ``(len(refs), d)`` array from finished groups (``results`` keyed by id(future)).
+
+    Rows without a vector are NaN. When every ref is a row of ``own`` (the caller's own group), in
+    order, that group's array is returned as it is: nobody else reads it.
+    """
+    first = refs[0][0]
+    if first is own and all(ref[0] is own for ref in refs):
+        vectors = results[id(own)].vectors
+        if vectors is not None and len(vectors) == len(refs) and not results[id(own)].failed:
+            rows = np.fromiter((row for _, row in refs), dtype=np.intp, count=len(refs))
+            if (rows == np.arange(len(rows))).all():
+                return vectors
+    out = np.empty((len(refs), d), dtype=np.float32)
+    by_group: dict[int, tuple[list[int], list[int]]] = {}
+    for i, (future, row) in enumerate(refs):
+        mine, theirs = by_group.setdefault(id(future), ([], []))
+        mine.append(i)
+        theirs.append(row)
+    for key, (mine, theirs) in by_group.items():
+        result = results[key]
+        if result.vectors is None:
+            out[mine] = np.nan
+            continue
+        out[mine] = result.vectors[theirs]  # fancy indexing: a copy, never a view
+        if result.failed:
+            missing = [m for m, t in zip(mine, theirs, strict=True) if t in result.failed]
+            out[missing] = np.nan
+    return out
+
+
+class MicroBatcher:
+    """Merges the groups of small calls made within ``window`` seconds into one send (threads).
+
+    The first caller of a window waits ``window`` seconds, then sends every group queued
+    meanwhile through ``send``; later callers just wait for their futures. If the first caller is
+    interrupted while it waits (Ctrl-C), the queued groups are sent on a background thread, so
+    the other callers (and any later call sharing their texts) still get their answers.
+    """
+
+    def __init__(self, window: float, send: Callable[[list[Group]], None]) -> None:
+        self.window = window
+        self._send = send
+        self._lock = threading.Lock()
+        self._queue: list[Group] = []
+
+    def submit(self, group: Group, sleep: Callable[[float], None]) -> None:
+        """Queue ``group``; the caller that opens a window sends it when it closes."""
+        with self._lock:
+            self._queue.append(group)
+            leader = len(self._queue) == 1
+        if not leader:
+            return
+        try:
+            sleep(self.window)
+        except BaseException:
+            queued = self.take()
+            if queued:
+                threading.Thread(
+                    target=self._send_quietly, args=(queued,), name="embedguard-window",
+                    daemon=True,
+                ).start()  # fmt: skip
+            raise
+        self._send(self.take())
+
+    def _send_quietly(self, groups: list[Group]) -> None:
+        # Each group's waiters receive any failure through their futures.
+        with contextlib.suppress(Exception):
+            self._send(groups)
+
+    def take(self) -> list[Group]:
+        """Everything queued now (for a timer that fires, or an interrupted window)."""
+        with self._lock:
+            groups, self._queue = self._queue, []
+        return groups
+
+    def enqueue(self, group: Group) -> bool:
+        """Queue ``group`` without waiting; ``True`` when it opened a new window."""
+        with self._lock:
+            self._queue.append(group)
+            return len(self._queue) == 1
