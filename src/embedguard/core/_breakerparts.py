@@ -127,7 +127,7 @@ def failure_note(error: BaseException) -> str:
     if isinstance(error, EmbedGuardError) and error.provider:
         text = text.removeprefix(f"[{error.provider}] ")
     note = f"{type(error).__name__}: {text}" if text else type(error).__name__
-    note = " ".join(note.split())
+    note = " ".join(note.split()).encode("utf-8", "backslashreplace").decode("utf-8")
     return note if len(note) <= _NOTE_LIMIT else note[: _NOTE_LIMIT - 3] + "..."
 
 
