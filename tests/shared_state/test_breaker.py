@@ -274,8 +274,7 @@ WEST = "azure|https://west.example.openai.azure.com/openai/deployments/emb|text-
 
 
 def test_two_endpoints_of_one_profile_do_not_share_state(backend: Backend) -> None:
-    """Same profile name, different URLs: the dead region opens alone; the other's successes
-    do not touch its window."""
+    """Same profile name, different URLs: the dead region opens alone, apart from the other."""
     east, west = make(backend, SLOW, name=EAST), make(backend, SLOW, name=WEST)
     feed(east, "FF")
     feed(west, "SSSS")
