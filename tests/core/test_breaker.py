@@ -30,7 +30,9 @@ class FakeClock:
 
 
 POLICY = BreakerPolicy(
-    failure_threshold=3,
+    window_size=6,
+    minimum_calls=3,
+    failure_rate_threshold=0.5,
     success_threshold=2,
     open_timeout=10.0,
     half_open_max_attempts=3,
@@ -47,7 +49,7 @@ def make(policy: BreakerPolicy = POLICY) -> tuple[CircuitBreaker, FakeClock, lis
 
 
 def trip(breaker: CircuitBreaker) -> None:
-    for _ in range(breaker.policy.failure_threshold):
+    for _ in range(breaker.policy.minimum_calls):
         breaker.record_failure(breaker.allow_request())
 
 
@@ -76,8 +78,8 @@ def run_with_timeout(target: Callable[[], None], seconds: float = 5.0) -> None:
 
 
 # -- closed ---------------------------------------------------------------------------------------
-def test_closed_opens_after_consecutive_failures() -> None:
-    """failure_threshold failures in a row open the breaker, one fewer does not."""
+def test_closed_opens_once_minimum_calls_have_failed() -> None:
+    """From an empty window, minimum_calls failures open the breaker, one fewer does not."""
     breaker, _, events = make()
     for _ in range(2):
         breaker.record_failure(breaker.allow_request())
@@ -87,24 +89,27 @@ def test_closed_opens_after_consecutive_failures() -> None:
     assert events == [("closed", "open")]
 
 
-def test_success_resets_the_failure_count() -> None:
-    """A success between failures resets the consecutive count."""
+def test_a_success_does_not_reset_the_window() -> None:
+    """A success lowers the rate but forgets no failure; only a failure can open the breaker."""
     breaker, _, _ = make()
     for _ in range(2):
         breaker.record_failure(breaker.allow_request())
     breaker.record_success(breaker.allow_request())
-    assert breaker.stats().consecutive_failures == 0
-    for _ in range(2):
-        breaker.record_failure(breaker.allow_request())
+    stats = breaker.stats()
+    assert (stats.consecutive_failures, stats.window_calls, stats.window_failures) == (0, 3, 2)
+    assert stats.failure_rate == pytest.approx(2 / 3)
     assert breaker.state is CLOSED
+    breaker.record_failure(breaker.allow_request())  # 3 of 4 failed: over 0.5
+    assert breaker.state is OPEN
 
 
 def test_release_in_closed_counts_nothing() -> None:
-    """A released (neutral) request neither counts as a failure nor resets the count."""
+    """A released (neutral) request counts neither as a call nor as a failure."""
     breaker, _, _ = make()
     breaker.record_failure(breaker.allow_request())
     breaker.release(breaker.allow_request())
-    assert breaker.stats().consecutive_failures == 1
+    stats = breaker.stats()
+    assert (stats.consecutive_failures, stats.window_calls, stats.window_failures) == (1, 1, 1)
 
 
 # -- open -----------------------------------------------------------------------------------------
@@ -268,7 +273,7 @@ def test_closed_era_failure_while_open_is_ignored() -> None:
 
 def test_closed_era_failure_after_recovery_is_ignored() -> None:
     """A failure from before the breaker opened does not count against the recovered breaker."""
-    breaker, clock, _ = make(POLICY.evolve(failure_threshold=1))
+    breaker, clock, _ = make(POLICY.evolve(minimum_calls=1))
     early = breaker.allow_request()
     trip(breaker)
     clock.advance(10.0)
@@ -406,7 +411,7 @@ def test_reset_closes_and_clears_counters() -> None:
     assert breaker.state is CLOSED
     assert events == [("closed", "open"), ("open", "closed")]
     stats = breaker.stats()
-    assert (stats.consecutive_failures, stats.retry_in) == (0, 0.0)
+    assert (stats.window_calls, stats.consecutive_failures, stats.retry_in) == (0, 0, 0.0)
     assert breaker.allow_request() is not None
 
 
@@ -417,9 +422,9 @@ def test_reset_while_closed_is_silent_and_forgets_failures() -> None:
     breaker.record_failure(breaker.allow_request())
     breaker.record_failure(breaker.allow_request())
     breaker.reset()
-    assert breaker.stats().consecutive_failures == 0
+    assert breaker.stats().window_calls == 0
     breaker.record_failure(early)
-    assert breaker.stats().consecutive_failures == 0
+    assert breaker.stats().window_calls == 0
     assert events == []
 
 
@@ -436,9 +441,9 @@ def test_reset_during_half_open_ignores_the_old_probes() -> None:
 def test_stats_snapshot() -> None:
     """stats() reports the state, counters and time left consistently."""
     breaker, clock, _ = make()
-    assert breaker.stats() == BreakerStats(CLOSED, 0, 0, 0, 0, 0, 0, 0, 0.0)
+    assert breaker.stats() == BreakerStats(CLOSED, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0, 0.0)
     probe = half_open(breaker, clock)
     breaker.allow_request()
     breaker.record_success(probe)
-    assert breaker.stats() == BreakerStats(HALF_OPEN, 3, 1, 2, 1, 1, 0, 0, 0.0)
-    assert "half_open" in repr(breaker)
+    assert breaker.stats() == BreakerStats(HALF_OPEN, 3, 1, 2, 1, 1, 0, 0, 0.0, 3, 3, 1.0)
+    assert "half_open" in repr(breaker) and "failed=3/3" in repr(breaker)

@@ -60,7 +60,8 @@ def test_builtin_values_match_the_table() -> None:
         1024,
         20,
     )
-    assert (o.breaker.failure_threshold, o.breaker.success_threshold) == (5, 2)
+    assert (o.breaker.failure_rate_threshold, o.breaker.window_size) == (0.75, 20)
+    assert (o.breaker.minimum_calls, o.breaker.success_threshold) == (10, 2)
     assert (o.breaker.open_timeout, o.breaker.half_open_max_attempts) == (30.0, 3)
     assert (o.batching.max_tokens_per_request, o.batching.max_tokens_per_input) == (300_000, 8191)
     assert (m.timeouts.request, m.retry.max_retries, m.retry.initial_delay) == (30.0, 3, 0.5)
@@ -70,12 +71,12 @@ def test_builtin_values_match_the_table() -> None:
         512,
         10,
     )
-    assert (m.breaker.failure_threshold, m.breaker.success_threshold) == (3, 2)
+    assert (m.breaker.minimum_calls, m.breaker.success_threshold) == (10, 2)
     assert (m.breaker.open_timeout, m.breaker.half_open_max_attempts) == (20.0, 2)
     assert (a.timeouts.request, a.retry.max_retries, a.retry.initial_delay) == (90.0, 4, 2.0)
     assert (a.batching.max_inputs, a.rate_limit.requests_per_minute) == (2048, 300)
     assert (a.rate_limit.tokens_per_minute, a.pool_size) == (300_000, 15)
-    assert (a.breaker.failure_threshold, a.breaker.success_threshold) == (5, 3)
+    assert (a.breaker.minimum_calls, a.breaker.success_threshold) == (10, 3)
     assert (a.breaker.open_timeout, a.breaker.half_open_max_attempts) == (60.0, 3)
     assert (lo.timeouts.request, lo.retry.max_retries, lo.retry.initial_delay) == (10.0, 2, 0.1)
     assert (lo.batching.max_inputs, lo.compression.threshold_bytes, lo.pool_size) == (32, 2048, 5)

@@ -2,10 +2,24 @@
 
 The state machine (times read from an injectable monotonic clock)::
 
-    CLOSED    --failure_threshold consecutive failures------------------> OPEN
+    CLOSED    --failure rate over the window reaches the threshold---------> OPEN
     OPEN      --open_timeout elapsed; the next allow_request is probe #1--> HALF_OPEN
     HALF_OPEN --success_threshold probe successes------------------------> CLOSED
     HALF_OPEN --any probe failure, or no verdict within half_open_timeout--> OPEN
+
+A flaky provider is not an outage, so closed it counts a failure *rate* over a COUNT_BASED
+sliding window (resilience4j's ``COUNT_BASED`` window with ``minimumNumberOfCalls``): with
+``n`` the requests counted in the window (the last ``window_size`` reported with
+``record_success`` or ``record_failure``; released ones count neither way) and ``f`` the failed
+ones among them, a failure opens it when::
+
+    n >= minimum_calls  and  f / n >= failure_rate_threshold
+
+The window is kept while open (it explains the opening) and emptied on closing. Half-open
+probes do not enter it. With the defaults (20, 10, 0.75) a provider failing 20% of attempts at
+random opens a 2,000-attempt job's breaker with probability 2.9e-4 (exact Markov-chain
+computation over the window), while a hard outage opens it after 10 failures, or 15 if the
+last 20 requests had succeeded.
 
 The breaker never wraps the call: :meth:`CircuitBreaker.allow_request` hands out a
 :class:`Permit`, the caller sends the request with no lock held, then reports the permit exactly
@@ -19,8 +33,8 @@ Example::
     permit = breaker.allow_request()        # raises CircuitOpenError when not admitted
     try:
         response = send()
-    except (ServerError, ProviderTimeoutError):
-        breaker.record_failure(permit)
+    except (ServerError, ProviderTimeoutError) as exc:
+        breaker.record_failure(permit, exc)
         raise
     except BaseException:
         breaker.release(permit)             # cancelled, or not the provider's fault
@@ -30,78 +44,27 @@ Example::
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from ._breakerparts import (
+    BreakerStats,
+    CircuitState,
+    Listener,
+    Permit,
+    Window,
+    failure_note,
+    refusal,
+)
 from .config import BreakerPolicy
 from .errors import CircuitOpenError
 
-__all__ = ["BreakerStats", "CircuitBreaker", "CircuitState", "Permit"]
+__all__ = ["BreakerStats", "CircuitBreaker", "CircuitState", "Listener", "Permit"]
 
 _log = logging.getLogger(__name__)
-
-
-class CircuitState(enum.StrEnum):
-    """The breaker state: ``closed`` (normal), ``open`` (failing fast), ``half_open`` (probing)."""
-
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
-
-
-Listener = Callable[[CircuitState, CircuitState], None]
-"""Called with ``(old, new)`` on every state transition."""
-
-
-@dataclass(frozen=True, slots=True)
-class Permit:
-    """An opaque admission ticket returned by :meth:`CircuitBreaker.allow_request`.
-
-    It remembers the episode it was issued in, so a report that arrives after the breaker has
-    moved on is ignored. Report each permit once.
-
-    Attributes:
-        generation: The breaker episode that issued the permit.
-        probe: Whether the request is a half-open probe.
-        ticket: The probe's number within the breaker (0 for ordinary requests).
-    """
-
-    generation: int
-    probe: bool = False
-    ticket: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerStats:
-    """A consistent snapshot of a breaker.
-
-    Attributes:
-        state: The effective state now (an open breaker whose timeout elapsed reads half-open).
-        consecutive_failures: Failures in a row while closed (kept while open, cleared on
-            closing).
-        half_open_successes: Probe successes in the current half-open episode.
-        probes_admitted: Probe slots taken in the current episode (released ones excluded).
-        probes_in_flight: Probes admitted and not yet reported.
-        opened_count: Transitions into ``open`` since the breaker was made.
-        closed_count: Transitions into ``closed`` (recoveries and resets) since it was made.
-        rejected_count: Requests refused with :class:`CircuitOpenError` since it was made.
-        retry_in: Seconds until an open breaker admits a probe (0 otherwise).
-    """
-
-    state: CircuitState
-    consecutive_failures: int
-    half_open_successes: int
-    probes_admitted: int
-    probes_in_flight: int
-    opened_count: int
-    closed_count: int
-    rejected_count: int
-    retry_in: float
 
 
 _CLOSED, _OPEN, _HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
@@ -116,10 +79,12 @@ class CircuitBreaker:
         name: The provider name put on :class:`CircuitOpenError`.
         clock: A monotonic clock in seconds (injectable for tests).
 
-    Rules beyond the diagram above: half-open admits at most ``half_open_max_attempts`` probes
-    per episode (a released probe gives its slot back) and refuses the rest with
-    ``retry_in=0``; reports from an earlier episode are ignored, as are results of requests
-    admitted while closed that finish after the breaker left that closed episode.
+    A refused request gets a :class:`CircuitOpenError` saying why the circuit opened and naming
+    the last failure reported with :meth:`record_failure`, raised ``from`` it. Rules beyond the
+    diagram above: half-open admits at most ``half_open_max_attempts`` probes per episode (a
+    released probe gives its slot back) and refuses the rest with ``retry_in=0``; reports from
+    an earlier episode are ignored, as are results of requests admitted while closed that
+    finish after the breaker left that closed episode.
     """
 
     def __init__(
@@ -140,7 +105,11 @@ class CircuitBreaker:
         self._state = _CLOSED
         self._generation = 0
         self._closed_permit = Permit(0)  # shared by every request of one closed episode
-        self._failures = 0
+        self._window = Window(policy.window_size)
+        self._streak = 0
+        self._reason = ""  # why it last opened
+        self._last: BaseException | None = None  # the last failure counted, and its note
+        self._note: str | None = None
         self._opened_at = 0.0
         self._half_open_at = 0.0
         self._successes = 0
@@ -155,7 +124,8 @@ class CircuitBreaker:
         stats = self.stats()
         return (
             f"CircuitBreaker(name={self._name!r}, state={stats.state.value}, "
-            f"failures={stats.consecutive_failures}, probes_in_flight={stats.probes_in_flight})"
+            f"failed={stats.window_failures}/{stats.window_calls}, "
+            f"probes_in_flight={stats.probes_in_flight})"
         )
 
     @property
@@ -192,6 +162,7 @@ class CircuitBreaker:
             return _DISABLED_PERMIT
         permit: Permit | None = None
         retry_in = 0.0
+        refused: CircuitOpenError | None = None
         with self._lock:
             now = self._clock()
             notify = self._expire(now)
@@ -213,14 +184,15 @@ class CircuitBreaker:
                     permit = Permit(self._generation, probe=True, ticket=self._next_ticket)
                 else:
                     self._rejected_count += 1
+                    refused = refusal(self._name, retry_in=retry_in, reason=self._reason,
+                                      note=self._note, last_failure=self._last)  # fmt: skip
         if notify:
             self._deliver()
         if permit is None:
-            if retry_in > 0:
-                message = f"circuit open after repeated failures; next probe in {retry_in:.3g}s"
-            else:
-                message = "circuit half-open and every probe slot is taken"
-            raise CircuitOpenError(message, provider=self._name or None, retry_in=retry_in)
+            assert refused is not None
+            if refused.last_failure is None:
+                raise refused
+            raise refused from refused.last_failure
         return permit
 
     def record_success(self, permit: Permit) -> None:
@@ -238,12 +210,20 @@ class CircuitBreaker:
                         if self._successes >= self._policy.success_threshold:
                             notify |= self._transition(_CLOSED, now)
                 elif self._state is _CLOSED:
-                    self._failures = 0
+                    self._window.add(False)
+                    self._streak = 0
         if notify:
             self._deliver()
 
-    def record_failure(self, permit: Permit) -> None:
-        """Report that the admitted request failed through the provider's fault."""
+    def record_failure(self, permit: Permit, error: BaseException | None = None) -> None:
+        """Report that the admitted request failed through the provider's fault.
+
+        Args:
+            permit: The permit of the request.
+            error: What failed; remembered (when the report counts) to explain a later
+                refusal. Its ``str`` goes into :class:`CircuitOpenError` messages, so it must
+                hold no secret (embedguard's errors never do).
+        """
         if not self._enabled:
             return
         with self._lock:
@@ -252,11 +232,16 @@ class CircuitBreaker:
             if permit.generation == self._generation:
                 if permit.probe:
                     if permit.ticket in self._outstanding:
-                        notify |= self._transition(_OPEN, now)
+                        self._remember(error)
+                        notify |= self._transition(_OPEN, now, "a half-open probe failed")
                 elif self._state is _CLOSED:
-                    self._failures += 1
-                    if self._failures >= self._policy.failure_threshold:
-                        notify |= self._transition(_OPEN, now)
+                    self._remember(error)
+                    window = self._window
+                    window.add(True)
+                    self._streak += 1
+                    if window.trips(self._policy):
+                        reason = f"{window.failures} of {window.calls} recent requests failed"
+                        notify |= self._transition(_OPEN, now, reason)
         if notify:
             self._deliver()
 
@@ -302,9 +287,10 @@ class CircuitBreaker:
             retry_in = 0.0
             if state is _OPEN:
                 retry_in = max(0.0, self._opened_at + self._policy.open_timeout - now)
+            calls, failures = self._window.calls, self._window.failures
             stats = BreakerStats(
                 state=state,
-                consecutive_failures=self._failures,
+                consecutive_failures=self._streak,
                 half_open_successes=self._successes,
                 probes_admitted=self._admitted,
                 probes_in_flight=len(self._outstanding),
@@ -312,13 +298,16 @@ class CircuitBreaker:
                 closed_count=self._closed_count,
                 rejected_count=self._rejected_count,
                 retry_in=retry_in,
+                window_calls=calls,
+                window_failures=failures,
+                failure_rate=failures / calls if calls else 0.0,
             )
         if notify:
             self._deliver()
         return stats
 
     def reset(self) -> None:
-        """Go back to closed with the failure and probe counters cleared.
+        """Go back to closed with the window, the last failure and probe counters cleared.
 
         Listeners are told when the state changes. Requests in flight from before the reset
         report into the void. The lifetime totals in :class:`BreakerStats` are kept.
@@ -327,7 +316,7 @@ class CircuitBreaker:
             if self._state is _CLOSED:
                 self._generation += 1
                 self._closed_permit = Permit(self._generation)
-                self._failures = 0
+                self._forget()
                 notify = False
             else:
                 notify = self._transition(_CLOSED, self._clock())
@@ -347,10 +336,21 @@ class CircuitBreaker:
         if self._state is _HALF_OPEN:
             deadline = self._half_open_at + self._policy.half_open_timeout
             if now >= deadline:
-                return self._transition(_OPEN, deadline)
+                reason = f"no half-open probe answered within {self._policy.half_open_timeout:g}s"
+                return self._transition(_OPEN, deadline, reason)
         return False
 
-    def _transition(self, new: CircuitState, at: float) -> bool:
+    def _remember(self, error: BaseException | None) -> None:
+        self._last = error
+        self._note = None if error is None else failure_note(error)
+
+    def _forget(self) -> None:
+        self._window.clear()
+        self._streak = 0
+        self._reason = ""
+        self._last = self._note = None
+
+    def _transition(self, new: CircuitState, at: float, reason: str = "") -> bool:
         old = self._state
         self._state = new
         self._generation += 1
@@ -360,10 +360,11 @@ class CircuitBreaker:
         if new is _OPEN:
             self._opened_at = at
             self._opened_count += 1
+            self._reason = reason
         elif new is _HALF_OPEN:
             self._half_open_at = at
         else:
-            self._failures = 0
+            self._forget()
             self._closed_count += 1
             self._closed_permit = Permit(self._generation)
         if not self._listeners:

@@ -21,10 +21,18 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Self, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigurationError
 
@@ -154,28 +162,81 @@ class RetryPolicy(_Frozen):
 class BreakerPolicy(_Frozen):
     """Circuit breaker settings (see :class:`~embedguard.CircuitBreaker` for the state machine).
 
-    Opens after ``failure_threshold`` consecutive provider failures; stays open ``open_timeout``
-    seconds; then admits at most ``half_open_max_attempts`` probe requests (the first included),
-    closing after ``success_threshold`` successful probes and reopening on a failed one. A half-open
-    episode that reaches no verdict within ``half_open_timeout`` seconds reopens, so it cannot
-    wedge.
+    Closed, it opens when, over the last ``window_size`` counted requests (at least
+    ``minimum_calls`` of them), the share that failed through the provider's fault reaches
+    ``failure_rate_threshold``. It stays open ``open_timeout`` seconds; then admits at most
+    ``half_open_max_attempts`` probe requests (the first included), closing after
+    ``success_threshold`` successful probes and reopening on a failed one. A half-open episode
+    that reaches no verdict within ``half_open_timeout`` seconds reopens, so it cannot wedge.
+
+    The defaults (20, 10, 0.75) keep a provider failing 20% of attempts at random closed over a
+    2,000-attempt job with probability above 99.97%, and open on a hard outage after 10 failures
+    (15 when the last 20 requests had all succeeded).
+
+    ``failure_threshold=n`` is a deprecated alias for the old rule, "``n`` failures in a row":
+    it sets ``window_size=minimum_calls=n`` and ``failure_rate_threshold=1`` (exactly that rule)
+    and cannot be combined with those fields. Reading ``failure_threshold`` gives
+    ``minimum_calls``: the failures in a row that open a breaker with an empty window.
     """
 
     enabled: bool = True
-    failure_threshold: int = Field(5, ge=1)
+    failure_rate_threshold: float = Field(0.75, gt=0, le=1)
+    window_size: int = Field(20, ge=1, le=1000)
+    minimum_calls: int = Field(10, ge=1)
     success_threshold: int = Field(2, ge=1)
     open_timeout: float = Field(30.0, gt=0)
     half_open_max_attempts: int = Field(3, ge=1)
     half_open_timeout: float = Field(30.0, gt=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _failure_threshold_alias(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "failure_threshold" not in data:
+            return data
+        data = dict(data)
+        given = data.pop("failure_threshold")
+        if _WINDOW_FIELDS & data.keys():
+            raise ConfigurationError(
+                "a deprecated alias; give it or window_size/minimum_calls/failure_rate_threshold, "
+                "not both",
+                field="failure_threshold",
+            )
+        try:
+            n = _AT_LEAST_ONE.validate_python(given)
+        except ValidationError:
+            raise ConfigurationError(
+                "Input should be an integer greater than or equal to 1", field="failure_threshold"
+            ) from None
+        return {**data, "window_size": n, "minimum_calls": n, "failure_rate_threshold": 1.0}
+
     @model_validator(mode="after")
-    def _probes_can_close(self) -> Self:
+    def _consistent(self) -> Self:
         if self.success_threshold > self.half_open_max_attempts:
             raise ValueError(
                 "success_threshold must not exceed half_open_max_attempts "
                 "(the breaker could never close)"
             )
+        if self.minimum_calls > self.window_size:
+            raise ValueError(
+                "minimum_calls must not exceed window_size (the breaker could never open)"
+            )
         return self
+
+    @property
+    def failure_threshold(self) -> int:
+        """Deprecated: failures in a row that open a breaker with an empty window."""
+        return self.minimum_calls
+
+    def evolve(self, **changes: Any) -> Self:
+        """Return a validated copy with ``changes`` applied (``failure_threshold`` included)."""
+        if "failure_threshold" not in changes:
+            return super().evolve(**changes)
+        base = {k: v for k, v in self.to_dict().items() if k not in _WINDOW_FIELDS}
+        return type(self).from_dict({**base, **changes})
+
+
+_WINDOW_FIELDS = frozenset({"window_size", "minimum_calls", "failure_rate_threshold"})
+_AT_LEAST_ONE: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=1)])
 
 
 class BatchPolicy(_Frozen):

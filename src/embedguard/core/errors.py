@@ -182,17 +182,31 @@ class InputValidationError(EmbedGuardError, ValueError):
 class CircuitOpenError(EmbedGuardError):
     """The circuit breaker is open; the call failed fast without sending a request.
 
+    The message says what opened the circuit (``circuit open: 10 of 12 recent requests
+    failed; last: ProviderConnectionError: connection refused (127.0.0.1:9); ...``), and the
+    breaker raises it ``from`` that last failure, so ``__cause__`` is set too.
+
     Attributes:
         retry_in: Seconds until the breaker admits a probe request (0 when probes are busy).
+        last_failure: The last failure the breaker counted before refusing, when known (with a
+            shared breaker, only when this process reported it).
     """
 
     kind = "circuit_open"
     stops_call = True
     fails_over = True
 
-    def __init__(self, message: str, *, provider: str | None = None, retry_in: float = 0.0):
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        retry_in: float = 0.0,
+        last_failure: BaseException | None = None,
+    ):
         super().__init__(message, provider=provider)
         self.retry_in = retry_in
+        self.last_failure = last_failure
 
 
 class ProviderError(EmbedGuardError):

@@ -12,16 +12,17 @@ can be overridden by keyword (nested policies as objects or dicts)::
     profiles.get("mistral")                             # by name, as the CLI does
 
 Settings per provider (timeout s / retries / first backoff s / max inputs per request / requests and
-tokens per minute / gzip threshold bytes / pool size / breaker failures, successes, open s, probes):
+tokens per minute / gzip threshold bytes / pool size / breaker: the failed share of recent requests
+that opens it, of how many, minimum requests counted, probe successes, open s, probes):
 
-============  ===  =  =====  ====  ====  =========  ====  ==  ==============
-openai         60  3  1.0    2048  3000  1,000,000  1024  20  5, 2, 30, 3
-azure          90  4  2.0    2048   300    300,000  1024  15  5, 3, 60, 3
-mistral        30  3  0.5     128   100    100,000   512  10  3, 2, 20, 2
+============  ===  =  =====  ====  ====  =========  ====  ==  ========================
+openai         60  3  1.0    2048  3000  1,000,000  1024  20  75% of 20, 10, 2, 30, 3
+azure          90  4  2.0    2048   300    300,000  1024  15  75% of 20, 10, 3, 60, 3
+mistral        30  3  0.5     128   100    100,000   512  10  75% of 20, 10, 2, 20, 2
 local          10  2  0.1      32     -          -  2048   5  off
 ollama /       60  2  0.1      32     -          -  2048   5  off
 compatible
-============  ===  =  =====  ====  ====  =========  ====  ==  ==============
+============  ===  =  =====  ====  ====  =========  ====  ==  ========================
 
 The OpenAI values are the policy defaults in :mod:`embedguard.core.config`; the other profiles
 state only where they differ. Local HTTP servers (Ollama, OpenAI-compatible) use the local values
@@ -120,9 +121,7 @@ def mistral(model: str = "mistral-embed", **overrides: Any) -> ProviderProfile:
         "timeouts": Timeouts(request=30.0, connect=5.0),
         "pool_size": 10,
         "retry": RetryPolicy(max_retries=3, initial_delay=0.5),
-        "breaker": BreakerPolicy(
-            failure_threshold=3, success_threshold=2, open_timeout=20.0, half_open_max_attempts=2
-        ),
+        "breaker": BreakerPolicy(open_timeout=20.0, half_open_max_attempts=2),
         "batching": BatchPolicy(
             max_inputs=128, max_tokens_per_request=16_384, max_tokens_per_input=8192
         ),

@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._breakerparts import failure_note, refusal
 from ..breaker import BreakerStats, CircuitBreaker, CircuitState, Listener, Permit
 from ..config import BreakerPolicy
-from ..errors import CircuitOpenError
 from . import _lua
-from ._link import Arg, Link
+from ._link import Arg, Link, key_tag
 
 if TYPE_CHECKING:
     import redis
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["RedisCircuitBreaker"]
 
 _log = logging.getLogger("embedguard.core.shared_state")
+_KEPT_FAILURES = 16  # failures this process reported, kept to be the cause of a refusal
 
 
 class _SharedPermit(Permit):
@@ -31,12 +34,17 @@ class _SharedPermit(Permit):
 class RedisCircuitBreaker(CircuitBreaker):
     """A :class:`CircuitBreaker` shared through Redis by any number of processes.
 
-    The state machine is the plain breaker's, run fleet-wide by a Lua script: failures from any
-    worker count toward ``failure_threshold`` (a success from any worker clears them); the open
-    state, its timeout, the half-open episode with at most ``half_open_max_attempts`` probes
-    across all workers, ``success_threshold`` and ``half_open_timeout`` are all shared. Times
-    are the Redis server's. A breaker made later joins the current state (construction never
-    resets it); :meth:`reset` resets it for everyone.
+    The state machine is the plain breaker's, run fleet-wide by a Lua script: the COUNT_BASED
+    window holds the last ``window_size`` outcomes reported by any worker and opens the breaker
+    for all by the same rule (``n >= minimum_calls and f / n >= failure_rate_threshold``); the
+    open state, its timeout, the half-open episode with at most ``half_open_max_attempts``
+    probes across all workers, ``success_threshold`` and ``half_open_timeout`` are all shared.
+    Times are the Redis server's. A breaker made later joins the current state (construction
+    never resets it); :meth:`reset` resets it for everyone.
+
+    Why it opened and the last failure's description (class and message, at most 300
+    characters) are shared, so a refusal in any worker says what opened the circuit; its
+    ``last_failure`` (and ``__cause__``) is set only in the process that reported that failure.
 
     Listeners are called for the transitions this process observes, best effort: the ones its
     own calls cause, and a change made by another worker (as ``(last seen, now)``) when one of
@@ -51,8 +59,11 @@ class RedisCircuitBreaker(CircuitBreaker):
     Args:
         policy: Thresholds and timeouts, normally the same in every worker.
         redis: The Redis client (see :func:`~embedguard.core.shared_state.connect`).
-        name: The provider name (part of the key; put on :class:`CircuitOpenError`).
-        key_prefix: The prefix of the Redis keys: ``<key_prefix>:{<name>}:breaker`` and
+        name: The endpoint's identity (put on :class:`CircuitOpenError`); breakers with the
+            same name share one state. Any characters and length: the keys hold it as is when
+            it is at most 64 of ``[A-Za-z0-9._-]``, else its leading such characters (up to
+            32) and a hash of the whole (see :func:`~._link.key_tag`).
+        key_prefix: The prefix of the Redis keys: ``<key_prefix>:{<tag>}:breaker`` and
             ``...:breaker:probes`` (the braces keep both in one Redis Cluster slot).
         clock: Monotonic clock of the local state and of the re-sync timer.
         resync_interval: Seconds between attempts to reach Redis during an outage.
@@ -70,11 +81,12 @@ class RedisCircuitBreaker(CircuitBreaker):
     ) -> None:
         clock = clock or time.monotonic
         super().__init__(policy, name=name, clock=clock)
-        base = f"{key_prefix}:{{{name}}}:breaker"
+        tag = key_tag(name)
+        base = f"{key_prefix}:{{{tag}}}:breaker"
         self._keys = (base, f"{base}:probes")
         self._link = Link(
             redis,
-            what=f"circuit breaker {name!r}",
+            what=f"circuit breaker {tag!r}",
             clock=clock,
             resync_interval=resync_interval,
             on_outage=super().reset,
@@ -83,12 +95,10 @@ class RedisCircuitBreaker(CircuitBreaker):
         self._shared_listeners: list[Listener] = []
         self._seen_lock = threading.Lock()
         self._seen = CircuitState.CLOSED
+        self._reported: OrderedDict[str, BaseException] = OrderedDict()
 
     def __repr__(self) -> str:
-        return (
-            f"RedisCircuitBreaker(name={self.name!r}, key={self._keys[0]!r}, "
-            f"degraded={self.degraded})"
-        )
+        return f"RedisCircuitBreaker(key={self._keys[0]!r}, degraded={self.degraded})"
 
     @property
     def degraded(self) -> bool:
@@ -119,24 +129,45 @@ class RedisCircuitBreaker(CircuitBreaker):
             return _SharedPermit(generation)
         if code == "probe":
             return _SharedPermit(generation, probe=True, ticket=ticket)
-        retry_in = float(reply[6])
-        if retry_in > 0:
-            message = f"circuit open after repeated failures; next probe in {retry_in:.3g}s"
-        else:
-            message = "circuit half-open and every probe slot is taken"
-        raise CircuitOpenError(message, provider=self.name or None, retry_in=retry_in)
+        with self._seen_lock:
+            cause = self._reported.get(reply[19]) if reply[19] else None
+        refused = refusal(self.name, retry_in=float(reply[6]), reason=reply[17],
+                          note=reply[18] or None, last_failure=cause)  # fmt: skip
+        if cause is None:
+            raise refused
+        raise refused from cause
 
     def record_success(self, permit: Permit) -> None:
         """Report that the admitted request succeeded."""
-        self._report("success", permit, super().record_success)
+        if not isinstance(permit, _SharedPermit):
+            super().record_success(permit)
+        elif self.policy.enabled:
+            self._call("success", permit)
 
-    def record_failure(self, permit: Permit) -> None:
-        """Report that the admitted request failed through the provider's fault."""
-        self._report("failure", permit, super().record_failure)
+    def record_failure(self, permit: Permit, error: BaseException | None = None) -> None:
+        """Report that the admitted request failed through the provider's fault.
+
+        ``error`` is described in the shared state (see :meth:`CircuitBreaker.record_failure`).
+        """
+        if not isinstance(permit, _SharedPermit):
+            super().record_failure(permit, error)
+        elif self.policy.enabled:
+            if error is None:
+                self._call("failure", permit)
+                return
+            note_id = uuid.uuid4().hex
+            with self._seen_lock:
+                self._reported[note_id] = error
+                while len(self._reported) > _KEPT_FAILURES:
+                    self._reported.popitem(last=False)
+            self._call("failure", permit, failure_note(error), note_id)
 
     def release(self, permit: Permit) -> None:
         """Report a neutral outcome; a probe's slot is given back to its episode."""
-        self._report("release", permit, super().release)
+        if not isinstance(permit, _SharedPermit):
+            super().release(permit)
+        elif self.policy.enabled:
+            self._call("release", permit)
 
     # -- inspection and control ---------------------------------------------------------------
     @property
@@ -154,6 +185,7 @@ class RedisCircuitBreaker(CircuitBreaker):
         reply = self._call("peek") if self.policy.enabled else None
         if reply is None:
             return super().stats()
+        calls, failures = int(reply[15]), int(reply[16])
         return BreakerStats(
             state=CircuitState(reply[3]),
             consecutive_failures=int(reply[7]),
@@ -164,6 +196,9 @@ class RedisCircuitBreaker(CircuitBreaker):
             closed_count=int(reply[12]),
             rejected_count=int(reply[13]),
             retry_in=float(reply[6]),
+            window_calls=calls,
+            window_failures=failures,
+            failure_rate=failures / calls if calls else 0.0,
         )
 
     def reset(self) -> None:
@@ -172,17 +207,15 @@ class RedisCircuitBreaker(CircuitBreaker):
             super().reset()
 
     # -- internals ----------------------------------------------------------------------------
-    def _report(self, op: str, permit: Permit, local: Callable[[Permit], None]) -> None:
-        if not isinstance(permit, _SharedPermit):
-            local(permit)
-        elif self.policy.enabled:
-            self._call(op, permit)
-
-    def _call(self, op: str, permit: Permit | None = None) -> list[Any] | None:
+    def _call(
+        self, op: str, permit: Permit | None = None, note: str = "", note_id: str = ""
+    ) -> list[Any] | None:
         policy = self.policy
         args: list[Arg] = [
             op,
-            policy.failure_threshold,
+            policy.window_size,
+            policy.minimum_calls,
+            repr(policy.failure_rate_threshold),
             policy.success_threshold,
             repr(policy.open_timeout),
             policy.half_open_max_attempts,
@@ -190,6 +223,8 @@ class RedisCircuitBreaker(CircuitBreaker):
             permit.generation if permit else -1,
             int(permit.probe) if permit else 0,
             permit.ticket if permit else 0,
+            note,
+            note_id,
         ]
         raw = self._link.run(self._script, self._keys, args)
         if raw is None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -15,6 +17,26 @@ if TYPE_CHECKING:
 _log = logging.getLogger("embedguard.core.shared_state")
 
 Arg = str | int | float
+
+_PLAIN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_PLAIN_HEAD = re.compile(r"[A-Za-z0-9._-]{0,32}")
+
+
+def key_tag(name: str) -> str:
+    """The part of a Redis key that stands for ``name`` (an endpoint's identity).
+
+    A plain name (at most 64 of ``A-Z a-z 0-9 . _ -``) is used as is, so keys stay readable
+    (``embedguard:{openai}:breaker``). Any other name, e.g. ``"azure|https://east.example/...
+    |text-embedding-3-small"``, becomes its leading plain characters (at most 32) and ``~``
+    and 16 hex digits of its SHA-256: distinct names get distinct keys, the key never holds a
+    URL, a brace or a secret, and its length is bounded. ``~`` never occurs in a plain name,
+    so the two forms cannot collide.
+    """
+    if _PLAIN.fullmatch(name):
+        return name
+    head = _PLAIN_HEAD.match(name)
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{head.group() if head else ''}~{digest}"
 
 
 class Link:

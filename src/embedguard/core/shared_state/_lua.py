@@ -6,25 +6,41 @@ are stored as seconds with ``%.17g`` (a double survives the round trip exactly).
 
 BREAKER = """
 -- KEYS[1]: the breaker hash; KEYS[2]: the set of outstanding probe tickets.
--- ARGV: op, failure_threshold, success_threshold, open_timeout, half_open_max_attempts,
---       half_open_timeout, permit generation, permit is a probe (0/1), permit ticket.
+-- ARGV: op, window_size, minimum_calls, failure_rate_threshold, success_threshold, open_timeout,
+--       half_open_max_attempts, half_open_timeout, permit generation, permit is a probe (0/1),
+--       permit ticket, failure note ('' for none), failure note id.
+-- The window is a string of the last window_size counted outcomes ('1' failed, '0' succeeded).
 local h, probes = KEYS[1], KEYS[2]
 local op = ARGV[1]
-local fthr, sthr = tonumber(ARGV[2]), tonumber(ARGV[3])
-local otime, maxp, hot = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local pgen, pprobe, pticket = tonumber(ARGV[7]), ARGV[8] == '1', ARGV[9]
+local wsize, minc, frate = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local sthr, otime = tonumber(ARGV[5]), tonumber(ARGV[6])
+local maxp, hot = tonumber(ARGV[7]), tonumber(ARGV[8])
+local pgen, pprobe, pticket = tonumber(ARGV[9]), ARGV[10] == '1', ARGV[11]
+local note, note_id = ARGV[12], ARGV[13]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local v = redis.call('HMGET', h, 'state', 'gen', 'failures', 'opened_at', 'half_open_at',
-  'admitted', 'successes', 'opened', 'closed', 'rejected')
-local s = {state = v[1] or 'closed', gen = tonumber(v[2]) or 0, failures = tonumber(v[3]) or 0,
-  opened_at = tonumber(v[4]) or 0, half_open_at = tonumber(v[5]) or 0,
-  admitted = tonumber(v[6]) or 0, successes = tonumber(v[7]) or 0, opened = tonumber(v[8]) or 0,
-  closed = tonumber(v[9]) or 0, rejected = tonumber(v[10]) or 0}
+local v = redis.call('HMGET', h, 'state', 'gen', 'window', 'streak', 'opened_at', 'half_open_at',
+  'admitted', 'successes', 'opened', 'closed', 'rejected', 'reason', 'note', 'note_id')
+local s = {state = v[1] or 'closed', gen = tonumber(v[2]) or 0, window = v[3] or '',
+  streak = tonumber(v[4]) or 0, opened_at = tonumber(v[5]) or 0,
+  half_open_at = tonumber(v[6]) or 0, admitted = tonumber(v[7]) or 0,
+  successes = tonumber(v[8]) or 0, opened = tonumber(v[9]) or 0, closed = tonumber(v[10]) or 0,
+  rejected = tonumber(v[11]) or 0, reason = v[12] or '', note = v[13] or '',
+  note_id = v[14] or ''}
 local start = s.state
 local moves = {}
 local dirty = false
-local function go(new, at)
+local function failures()
+  local _, n = string.gsub(s.window, '1', '')
+  return n
+end
+local function forget()
+  s.window, s.streak, s.reason, s.note, s.note_id = '', 0, '', '', ''
+end
+local function remember()
+  s.note, s.note_id = note, note_id
+end
+local function go(new, at, reason)
   table.insert(moves, s.state .. '>' .. new)
   s.state = new
   s.gen = s.gen + 1
@@ -34,16 +50,25 @@ local function go(new, at)
   if new == 'open' then
     s.opened_at = at
     s.opened = s.opened + 1
+    s.reason = reason
   elseif new == 'half_open' then
     s.half_open_at = at
   else
-    s.failures = 0
+    forget()
     s.closed = s.closed + 1
   end
   dirty = true
 end
+local function count(outcome)
+  s.window = s.window .. outcome
+  if #s.window > wsize then s.window = string.sub(s.window, -wsize) end
+  dirty = true
+end
 -- A half-open episode without a verdict in time failed; the open timer starts at its deadline.
-if s.state == 'half_open' and now >= s.half_open_at + hot then go('open', s.half_open_at + hot) end
+if s.state == 'half_open' and now >= s.half_open_at + hot then
+  go('open', s.half_open_at + hot,
+    string.format('no half-open probe answered within %gs', hot))
+end
 local code, ticket = 'ok', 0
 if op == 'allow' then
   if s.state ~= 'closed' then
@@ -67,19 +92,26 @@ elseif op == 'success' then
         dirty = true
         if s.successes >= sthr then go('closed', now) end
       end
-    elseif s.state == 'closed' and s.failures > 0 then
-      s.failures = 0
-      dirty = true
+    elseif s.state == 'closed' then
+      count('0')
+      s.streak = 0
     end
   end
 elseif op == 'failure' then
   if pgen == s.gen then
     if pprobe then
-      if redis.call('SISMEMBER', probes, pticket) == 1 then go('open', now) end
+      if redis.call('SISMEMBER', probes, pticket) == 1 then
+        remember()
+        go('open', now, 'a half-open probe failed')
+      end
     elseif s.state == 'closed' then
-      s.failures = s.failures + 1
-      dirty = true
-      if s.failures >= fthr then go('open', now) end
+      remember()
+      count('1')
+      s.streak = s.streak + 1
+      local calls, failed = #s.window, failures()
+      if calls >= minc and failed / calls >= frate then
+        go('open', now, string.format('%d of %d recent requests failed', failed, calls))
+      end
     end
   end
 elseif op == 'release' then
@@ -90,18 +122,18 @@ elseif op == 'release' then
 elseif op == 'reset' then
   if s.state == 'closed' then
     s.gen = s.gen + 1
-    s.failures = 0
+    forget()
     dirty = true
   else
     go('closed', now)
   end
 end
 if dirty then
-  redis.call('HSET', h, 'state', s.state, 'gen', s.gen, 'failures', s.failures,
+  redis.call('HSET', h, 'state', s.state, 'gen', s.gen, 'window', s.window, 'streak', s.streak,
     'opened_at', string.format('%.17g', s.opened_at),
     'half_open_at', string.format('%.17g', s.half_open_at),
     'admitted', s.admitted, 'successes', s.successes, 'opened', s.opened, 'closed', s.closed,
-    'rejected', s.rejected)
+    'rejected', s.rejected, 'reason', s.reason, 'note', s.note, 'note_id', s.note_id)
 end
 local effective, wait = s.state, 0
 if s.state == 'open' then
@@ -111,9 +143,9 @@ if s.state == 'open' then
     effective = 'half_open'
   end
 end
-return {code, start, s.state, effective, s.gen, ticket, string.format('%.17g', wait), s.failures,
+return {code, start, s.state, effective, s.gen, ticket, string.format('%.17g', wait), s.streak,
   s.successes, s.admitted, redis.call('SCARD', probes), s.opened, s.closed, s.rejected,
-  table.concat(moves, ',')}
+  table.concat(moves, ','), #s.window, failures(), s.reason, s.note, s.note_id}
 """
 
 RATE_LIMIT = """
