@@ -252,6 +252,16 @@ FALLBACKS: dict[str, tuple[bytes, int, int | None]] = {
         4,
         6,
     ),
+    # The same without an escape: an empty string under a differently spaced key.
+    "spaced decoy": (
+        _OK.replace(
+            b'"embedding":"' + _B0,
+            b'"meta":{"embedding":"' + _B0 + b'"},"embedding" : "',
+            1,
+        ),
+        4,
+        6,
+    ),
     "embedding moved into a nested object": (
         _OK.replace(b'"embedding":"' + _B0, b'"meta":{"embedding":"' + _B0 + b'"},"x":"', 1),
         4,
@@ -295,10 +305,11 @@ def test_anything_unusual_goes_to_the_full_parser_with_the_same_outcome(case: st
     assert_falls_back(body, n, dims)
 
 
-def test_the_decoy_would_be_wrong_if_it_were_decoded() -> None:
-    """The decoy body is really an error: the full parser rejects it, so must we."""
-    body, n, dims = FALLBACKS["decoy"]
-    with pytest.raises(ResponseValidationError):
+@pytest.mark.parametrize("case", ["decoy", "spaced decoy"])
+def test_the_decoys_would_be_wrong_if_they_were_decoded(case: str) -> None:
+    """A decoy body is really an error: the full parser rejects it, so must we."""
+    body, n, dims = FALLBACKS[case]
+    with pytest.raises(ResponseValidationError, match=r"empty embedding|different size"):
         decode_openai_body("p", 200, {}, body, n_inputs=n, dimensions=dims)
 
 
