@@ -286,6 +286,7 @@ FALLBACKS: dict[str, tuple[bytes, int, int | None]] = {
     "other dimensions asked": (_OK, 4, 5),
     "one vector shorter": (_OK.replace(_B1, _B1[:-4]), 4, 6),
     "one vector longer": (_OK.replace(_B1, _B1 + b"AAAA"), 4, 6),
+    "raw newline inside a string": (_OK.replace(_B1, _B1[:4] + b"\n" + _B1[4:]), 4, 6),
     "bad base64 character": (_OK.replace(_B1, b"*" + _B1[1:]), 4, 6),
     "padding inside": (_OK.replace(_B1, b"AA==" + _B1[4:]), 4, 6),
     "empty embedding": (_OK.replace(_B0, b""), 4, 6),
