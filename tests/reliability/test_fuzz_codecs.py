@@ -5,6 +5,7 @@ Complements ``tests/core/providers/test_codec_fuzz.py`` (OpenAI and Ollama bodie
 200/4xx/5xx) with: every codec and wire variant, every status from 100 to 599, each provider's
 error-body shapes under any status (a 200 carrying an error included), HTML pages, gzip and BOM
 prefixed bodies, overflowing numbers, deep nesting, and junk in every header the codecs read.
+The bulk scanner (``providers/_scan.py``) is held to the full parser on all of these bodies.
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ from hypothesis import strategies as st
 
 from embedguard import EmbedGuardError, ProviderError, RateLimitError
 from embedguard.core.providers import Codec, make_codec
+from embedguard.core.providers._decode import (
+    decode_openai_data,
+    echoed_model,
+    load_json_object,
+    usage_tokens,
+)
+from embedguard.core.providers._errors import lower_headers, request_id_of
+from embedguard.core.providers._scan import decode_openai_body, scan_openai_base64
 
 from .conftest import KEY, figure, knob
 
@@ -264,25 +273,30 @@ def test_a_2xx_carrying_an_error_body_is_never_vectors(
 
 
 @st.composite
-def _valid_then_damaged(draw: st.DrawFn) -> tuple[str, bytes, int, int, str | None]:
-    """A valid response in the codec's wire shape, possibly damaged in one way."""
-    name = draw(st.sampled_from(sorted(CODECS)))
+def _valid_then_damaged(
+    draw: st.DrawFn, names: tuple[str, ...] = tuple(sorted(CODECS))
+) -> tuple[str, bytes, int, int, str | None]:
+    """A valid response in the wire shape of one of ``names``, possibly damaged in one way."""
+    name = draw(st.sampled_from(names))
     n, d = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     rows = draw(st.lists(st.lists(_floats, min_size=d, max_size=d), min_size=n, max_size=n))
-    damage = draw(st.sampled_from([None, "inf", "nan-text", "short", "extra", "dims", "type"]))
+    damage = draw(
+        st.sampled_from([None, "inf", "nan-text", "short", "extra", "dims", "type", "error"])
+    )
     if damage == "inf":
         rows[draw(st.integers(0, n - 1))][0] = 1e39  # overflows float32
     if name == "ollama":
         doc: dict[str, Any] = {"model": "m", "embeddings": rows}
         listed: list[Any] = doc["embeddings"]
     else:
-        b64 = name == "openai-base64" and damage != "inf"
-        items = [
-            {"object": "embedding", "index": i,
-             "embedding": pybase64.b64encode(np.asarray(r, "<f4").tobytes()).decode() if b64
-             else r}
-            for i, r in enumerate(rows)
-        ]  # fmt: skip
+        b64 = name == "openai-base64"
+        with np.errstate(over="ignore"):  # 1e39 becomes float32 inf, as a server would send it
+            items = [
+                {"object": "embedding", "index": i,
+                 "embedding": pybase64.b64encode(np.asarray(r, "<f4").tobytes()).decode() if b64
+                 else r}
+                for i, r in enumerate(rows)
+            ]  # fmt: skip
         doc = {"object": "list", "data": draw(st.permutations(items)), "model": "m"}
         listed = doc["data"]
     if damage == "short":
@@ -293,6 +307,8 @@ def _valid_then_damaged(draw: st.DrawFn) -> tuple[str, bytes, int, int, str | No
         return name, _dumps(doc), n, d + 1, damage
     elif damage == "type":
         listed[0] = "not a vector"
+    elif damage == "error":  # a 200 that also says it failed
+        doc["error"] = {"message": "The server had an error", "type": "server_error"}
     body = _dumps(doc)
     if damage == "nan-text":
         body = body.replace(b"]", b",NaN]", 1)
@@ -329,3 +345,84 @@ def _decode(embedding: Any) -> np.ndarray:
     if isinstance(embedding, str):
         return np.frombuffer(pybase64.b64decode(embedding), dtype="<f4").astype(np.float32)
     return np.asarray(embedding, dtype=np.float32)
+
+
+# -- the bulk scanner against the full parser ------------------------------------------------------
+
+
+def _parsed_fully(
+    status: int, headers: dict[str, str], body: bytes, n: int, dims: int | None
+) -> tuple[Any, ...]:
+    """The full parser's outcome (load, decode, usage, model), or its error's type and state."""
+    lowered = lower_headers(headers)
+    try:
+        doc = load_json_object("openai", status, lowered, body, secrets=(KEY,))
+        vectors = decode_openai_data(
+            doc.get("data"),
+            n_inputs=n,
+            dimensions=dims,
+            provider="openai",
+            status_code=status,
+            request_id=request_id_of(lowered, (KEY,)),
+        )
+    except Exception as exc:
+        return _error_state(exc)
+    return _vector_state(vectors, usage_tokens(doc), echoed_model(doc))
+
+
+def _scanned(
+    status: int, headers: dict[str, str], body: bytes, n: int, dims: int | None
+) -> tuple[Any, ...]:
+    """decode_openai_body's outcome, in the same form."""
+    try:
+        decoded = decode_openai_body(
+            "openai", status, lower_headers(headers), body, n_inputs=n, dimensions=dims,
+            secrets=(KEY,),
+        )  # fmt: skip
+    except Exception as exc:
+        return _error_state(exc)
+    return _vector_state(*decoded)
+
+
+def _vector_state(vectors: np.ndarray, tokens: int | None, model: str | None) -> tuple[Any, ...]:
+    return ("vectors", vectors.dtype.str, vectors.shape, vectors.tobytes(), tokens, model)
+
+
+def _error_state(exc: Exception) -> tuple[Any, ...]:
+    return ("error", type(exc), exc.args, str(exc), sorted(vars(exc).items()))
+
+
+_openai_b64_cases = _valid_then_damaged(("openai-base64",))
+# Any body with any expected count and size, or a (damaged) base64 response with its own.
+_scanner_cases = st.one_of(
+    st.tuples(_bodies, st.integers(0, 4), st.none() | st.integers(1, 4)),
+    _openai_b64_cases.map(lambda case: (case[1], case[2], case[3])),
+)
+
+
+@_SETTINGS
+@given(status=st.sampled_from([200, 201]), headers=_headers, case=_scanner_cases)
+def test_the_bulk_scanner_ends_every_body_as_the_full_parser(
+    status: int, headers: dict[str, str], case: tuple[bytes, int, int | None]
+) -> None:
+    """Any 2xx body and headers: the scanner with its fallback gives the full parser's exact
+    array, tokens and model, or its exact error (type, message, attributes)."""
+    body, n, dims = case
+    _seen["responses"] += 1
+    assert _scanned(status, headers, body, n, dims) == _parsed_fully(status, headers, body, n, dims)
+    _record()
+
+
+@_SETTINGS
+@given(case=_openai_b64_cases)
+def test_the_bulk_scanner_decodes_intact_base64_responses_itself(
+    case: tuple[str, bytes, int, int, str | None],
+) -> None:
+    """Intact base64 responses in any item order never need the full parser."""
+    _, body, n, d, damage = case
+    scanned = scan_openai_base64(body, n_inputs=n, dimensions=d)
+    if damage is None:
+        assert scanned is not None
+        assert _vector_state(*scanned) == _parsed_fully(200, {}, body, n, d)
+        _seen["valid_arrays"] += 1
+    _record()

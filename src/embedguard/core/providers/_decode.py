@@ -1,9 +1,11 @@
 """Validate and decode successful embedding responses into one float32 array (pure, no I/O).
 
-The bulk path: the body is parsed once with orjson, one ``(n, d)`` float32 array is allocated, and
-each vector is written straight into its row (base64 items are decoded with pybase64, never
+The full parser: the body is parsed once with orjson, one ``(n, d)`` float32 array is allocated,
+and each vector is written straight into its row (base64 items are decoded with pybase64, never
 through Python lists). Anything that is not exactly one finite vector of the right size per input
 raises :class:`~embedguard.core.errors.ResponseValidationError`; nothing partial is returned.
+Plain base64 bodies take a faster route that never builds the JSON tree of vector strings
+(``_scan.py``); it falls back here for anything else, so this module defines the results.
 """
 
 from __future__ import annotations
