@@ -34,7 +34,7 @@ import pybase64
 from embedguard.core.config import ProviderProfile
 from embedguard.core.providers import EmbeddingResult, OpenAICodec
 from embedguard.core.providers._errors import lower_headers
-from embedguard.core.providers._scan import decode_openai_body
+from embedguard.core.providers._json import decode_openai_body
 
 HEADERS = {"content-type": "application/json", "x-request-id": "req_bench"}
 

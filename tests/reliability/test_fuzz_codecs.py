@@ -5,7 +5,7 @@ Complements ``tests/core/providers/test_codec_fuzz.py`` (OpenAI and Ollama bodie
 200/4xx/5xx) with: every codec and wire variant, every status from 100 to 599, each provider's
 error-body shapes under any status (a 200 carrying an error included), HTML pages, gzip and BOM
 prefixed bodies, overflowing numbers, deep nesting, and junk in every header the codecs read.
-The bulk scanner (``providers/_scan.py``) is held to the full parser on all of these bodies.
+The bulk scanner (``providers/_json.py``) is held to the full parser on all of these bodies.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from embedguard.core.providers._decode import (
     usage_tokens,
 )
 from embedguard.core.providers._errors import lower_headers, request_id_of
-from embedguard.core.providers._scan import decode_openai_body, scan_openai_base64
+from embedguard.core.providers._json import decode_openai_body, scan_openai_base64
 
 from .conftest import KEY, figure, knob
 

@@ -179,7 +179,7 @@ def test_tls_verification_is_on_by_default() -> None:
 
     async def async_pools() -> list[httpx.Client | httpx.AsyncClient]:
         for engine in _engines(client):  # the async pool is made on first use in a loop
-            await engine._async_http()
+            await engine._loop_http()
         return _httpx_clients(client)
 
     pools = asyncio.run(async_pools())
@@ -195,7 +195,7 @@ def test_tls_verification_is_on_by_default() -> None:
 
 def _engines(client: EmbeddingClient) -> list[Any]:
     """The objects that make a client's async pools (one per provider route)."""
-    return [o for o in _reachable(client) if callable(getattr(type(o), "_async_http", None))]
+    return [o for o in _reachable(client) if callable(getattr(type(o), "_loop_http", None))]
 
 
 @pytest.fixture

@@ -6,11 +6,9 @@ Public names are re-exported by :mod:`embedguard.core.breaker`; import them from
 from __future__ import annotations
 
 import enum
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .config import BreakerPolicy
 from .errors import CircuitOpenError, EmbedGuardError
 
 _NOTE_LIMIT = 300  # characters of a failure kept for messages (bounded: it may go to Redis)
@@ -79,43 +77,6 @@ class BreakerStats:
     window_calls: int
     window_failures: int
     failure_rate: float
-
-
-class Window:
-    """The outcomes of the last ``size`` counted requests (``True`` = failed), with their sum.
-
-    Not thread-safe: the breaker holds its lock around every call.
-    """
-
-    __slots__ = ("_outcomes", "failures")
-
-    def __init__(self, size: int) -> None:
-        self._outcomes: deque[bool] = deque(maxlen=size)
-        self.failures = 0
-
-    @property
-    def calls(self) -> int:
-        """Counted requests in the window (at most its size)."""
-        return len(self._outcomes)
-
-    def add(self, failed: bool) -> None:
-        """Record one outcome; the oldest falls out when the window is full."""
-        if len(self._outcomes) == self._outcomes.maxlen:
-            self.failures -= self._outcomes[0]
-        self._outcomes.append(failed)
-        self.failures += failed
-
-    def clear(self) -> None:
-        """Forget every outcome."""
-        self._outcomes.clear()
-        self.failures = 0
-
-    def trips(self, policy: BreakerPolicy) -> bool:
-        """Whether the window opens a closed breaker under ``policy``."""
-        calls = len(self._outcomes)
-        return (
-            calls >= policy.minimum_calls and self.failures / calls >= policy.failure_rate_threshold
-        )
 
 
 def failure_note(error: BaseException) -> str:

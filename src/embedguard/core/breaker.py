@@ -29,15 +29,14 @@ asyncio tasks alike.
 
 Example::
 
-    breaker = CircuitBreaker(BreakerPolicy(), name="openai")
     permit = breaker.allow_request()        # raises CircuitOpenError when not admitted
     try:
         response = send()
-    except (ServerError, ProviderTimeoutError) as exc:
+    except ServerError as exc:              # a provider fault
         breaker.record_failure(permit, exc)
         raise
-    except BaseException:
-        breaker.release(permit)             # cancelled, or not the provider's fault
+    except BaseException:                   # cancelled, or not the provider's fault
+        breaker.release(permit)
         raise
     breaker.record_success(permit)
 """
@@ -55,7 +54,6 @@ from ._breakerparts import (
     CircuitState,
     Listener,
     Permit,
-    Window,
     failure_note,
     refusal,
 )
@@ -65,6 +63,43 @@ from .errors import CircuitOpenError
 __all__ = ["BreakerStats", "CircuitBreaker", "CircuitState", "Listener", "Permit"]
 
 _log = logging.getLogger(__name__)
+
+
+class Window:
+    """The outcomes of the last ``size`` counted requests (``True`` = failed), with their sum.
+
+    Not thread-safe: the breaker holds its lock around every call.
+    """
+
+    __slots__ = ("_outcomes", "failures")
+
+    def __init__(self, size: int) -> None:
+        self._outcomes: deque[bool] = deque(maxlen=size)
+        self.failures = 0
+
+    @property
+    def calls(self) -> int:
+        """Counted requests in the window (at most its size)."""
+        return len(self._outcomes)
+
+    def add(self, failed: bool) -> None:
+        """Record one outcome; the oldest falls out when the window is full."""
+        if len(self._outcomes) == self._outcomes.maxlen:
+            self.failures -= self._outcomes[0]
+        self._outcomes.append(failed)
+        self.failures += failed
+
+    def clear(self) -> None:
+        """Forget every outcome."""
+        self._outcomes.clear()
+        self.failures = 0
+
+    def trips(self, policy: BreakerPolicy) -> bool:
+        """Whether the window opens a closed breaker under ``policy``."""
+        calls = len(self._outcomes)
+        return (
+            calls >= policy.minimum_calls and self.failures / calls >= policy.failure_rate_threshold
+        )
 
 
 _CLOSED, _OPEN, _HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN

@@ -18,7 +18,7 @@ from embedguard.core.providers._decode import (
     load_json_object,
     usage_tokens,
 )
-from embedguard.core.providers._scan import decode_openai_body, scan_openai_base64
+from embedguard.core.providers._json import decode_openai_body, scan_openai_base64
 
 HEADERS = {"x-request-id": "req_1"}
 RNG = np.random.default_rng(7)

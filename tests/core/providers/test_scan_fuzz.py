@@ -11,7 +11,7 @@ import pybase64
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embedguard.core.providers._scan import scan_openai_base64
+from embedguard.core.providers._json import scan_openai_base64
 
 from .test_scan import body_outcome, full_outcome
 

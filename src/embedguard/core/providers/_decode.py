@@ -12,26 +12,21 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import orjson
 import pybase64
-from pydantic import SecretStr
 
-from embedguard.core.config import ProviderProfile
-from embedguard.core.errors import InputValidationError, ResponseValidationError
+from embedguard.core.errors import ResponseValidationError
 
-from ._codec import int_header, openai_rate_limit, user_agent
-from ._errors import error_from_response, lower_headers, request_id_of
-from .base import EmbeddingResult, HttpRequest, RateLimitInfo
+from ._errors import error_from_response, request_id_of
+from ._json import _has_error, _target, echoed_model, usage_tokens
 
 __all__ = [
-    "JsonCodec",
     "decode_float_rows",
     "decode_openai_data",
     "echoed_model",
-    "int_header",
     "load_json_object",
     "usage_tokens",
 ]
@@ -58,11 +53,6 @@ class _Invalid:
             status_code=self.status_code,
             request_id=self.request_id,
         )
-
-
-def _has_error(doc: Mapping[str, Any]) -> bool:
-    error = doc.get("error")
-    return bool(error) or doc.get("object") == "error"
 
 
 def load_json_object(
@@ -101,24 +91,6 @@ def load_json_object(
     if _has_error(doc):
         raise error_from_response(provider, status, headers, body, secrets=secrets)
     return doc
-
-
-def usage_tokens(doc: Mapping[str, Any], key: str = "usage") -> int | None:
-    """Input tokens from ``usage.prompt_tokens`` (else ``usage.total_tokens``), or ``None``."""
-    usage = doc.get(key)
-    if not isinstance(usage, dict):
-        return None
-    for name in ("prompt_tokens", "total_tokens"):
-        value = usage.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-    return None
-
-
-def echoed_model(doc: Mapping[str, Any]) -> str | None:
-    """The ``model`` the server echoed, when it is a non-empty string."""
-    model = doc.get("model")
-    return model if isinstance(model, str) and model else None
 
 
 def _float_row(value: list[Any]) -> np.ndarray | None:
@@ -175,13 +147,6 @@ def _put(out: np.ndarray, row: int, emb: Any, b64_len: int, invalid: _Invalid) -
         out[row] = arr
     else:
         raise invalid(f"embedding {row} is {type(emb).__name__}, not a list of numbers or base64")
-
-
-def _target(out: np.ndarray | None, n: int, d: int) -> np.ndarray:
-    """The caller's buffer when it fits, else a new array (each row is written exactly once)."""
-    if out is not None and out.shape == (n, d) and out.dtype == _FLOAT32:
-        return out
-    return np.empty((n, d), dtype=_FLOAT32)
 
 
 def _check_finite(out: np.ndarray, invalid: _Invalid) -> np.ndarray:
@@ -305,134 +270,3 @@ def decode_float_rows(
                 raise invalid(f"embedding {row} is {type(emb).__name__}, not a list of numbers")
             _put(out, row, emb, 0, invalid)
     return _check_finite(out, invalid)
-
-
-class JsonCodec:
-    """A codec that POSTs one JSON body and reads an OpenAI-shaped JSON response.
-
-    Subclasses set the URL, headers and body fields in ``__init__`` and may override
-    :meth:`_auth_headers`, :meth:`_vectors`, :meth:`_tokens` and :meth:`_rate_limit`.
-    """
-
-    provider: ClassVar[str] = "openai"
-    __slots__ = ("_fields", "_headers", "_key", "model", "name", "url")
-
-    def __init__(
-        self,
-        profile: ProviderProfile,
-        *,
-        url: str,
-        fields: Mapping[str, Any],
-        key: SecretStr | None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        self.name: str = profile.name
-        self.model: str = profile.model
-        self.url: str = url
-        self._key = key
-        # extra_body comes last so a caller can override any field the codec sets itself.
-        self._fields: dict[str, Any] = {**fields, **profile.extra_body}
-        self._headers: dict[str, str] = {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "User-Agent": user_agent(),
-            **(headers or {}),
-        }
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(provider={self.provider!r}, model={self.model!r}, "
-            f"url={self.url!r})"
-        )
-
-    # -- request ------------------------------------------------------------------------------
-    def _auth_headers(self) -> dict[str, str]:
-        if self._key is None:
-            return {}
-        return {"Authorization": f"Bearer {self._key.get_secret_value()}"}
-
-    def _secrets(self) -> tuple[str | None, ...]:
-        return (self._key.get_secret_value() if self._key else None,)
-
-    def build_request(self, texts: Sequence[str]) -> HttpRequest:
-        """Describe the POST that embeds ``texts`` (raw strings, in order).
-
-        Raises:
-            InputValidationError: An item is not a ``str`` (token ids are never sent).
-        """
-        inputs = list(texts)
-        for index, text in enumerate(inputs):
-            if not isinstance(text, str):
-                raise InputValidationError(
-                    f"expected str, got {type(text).__name__}", index=index, provider=self.name
-                )
-        body = orjson.dumps({"input": inputs, **self._fields})
-        headers = {**self._headers, **self._auth_headers()}
-        return HttpRequest(method="POST", url=self.url, headers=headers, body=body)
-
-    # -- response -----------------------------------------------------------------------------
-    def _vectors(
-        self,
-        doc: Mapping[str, Any],
-        *,
-        n_inputs: int,
-        dimensions: int | None,
-        status: int,
-        request_id: str | None,
-        out: np.ndarray | None = None,
-    ) -> np.ndarray:
-        return decode_openai_data(
-            doc.get("data"),
-            n_inputs=n_inputs,
-            dimensions=dimensions,
-            provider=self.name,
-            status_code=status,
-            request_id=request_id,
-            out=out,
-        )
-
-    def _tokens(self, doc: Mapping[str, Any]) -> int | None:
-        return usage_tokens(doc)
-
-    def _rate_limit(self, headers: Mapping[str, str]) -> RateLimitInfo | None:
-        return openai_rate_limit(headers)
-
-    def parse_response(
-        self,
-        status: int,
-        headers: Mapping[str, str],
-        body: bytes,
-        *,
-        n_inputs: int,
-        dimensions: int | None,
-        out: np.ndarray | None = None,
-    ) -> EmbeddingResult:
-        """Return the validated vectors of a 2xx response; raise the typed error otherwise.
-
-        With ``out`` (float32, ``(n_inputs, dimensions)``) the vectors are decoded into it.
-
-        Raises:
-            ProviderError: The subclass for a non-2xx status or an error body.
-            ResponseValidationError: A 2xx that is not one finite vector per input.
-        """
-        secrets = self._secrets()
-        if not 200 <= status < 300:
-            lowered = lower_headers(headers)
-            raise error_from_response(self.name, status, lowered, body, secrets=secrets)
-        lowered = {name.lower(): value for name, value in headers.items()}
-        doc = load_json_object(self.name, status, lowered, body, secrets=secrets)
-        try:
-            vectors = self._vectors(
-                doc, n_inputs=n_inputs, dimensions=dimensions, status=status, request_id=None,
-                out=out,
-            )  # fmt: skip
-        except ResponseValidationError as exc:
-            exc.request_id = request_id_of(lowered, secrets)  # looked up only when needed
-            raise
-        stated = any(name.startswith("x-ratelimit") for name in lowered)
-        return EmbeddingResult(
-            vectors=vectors,
-            prompt_tokens=self._tokens(doc),
-            model=echoed_model(doc),
-            rate_limit=self._rate_limit(lowered) if stated else None,
-        )

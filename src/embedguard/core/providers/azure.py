@@ -11,7 +11,7 @@ from embedguard.core.config import ProviderProfile
 from embedguard.core.errors import AuthenticationError, ConfigurationError
 
 from ._codec import resolve_base_url, resolve_key
-from ._decode import JsonCodec
+from ._json import JsonCodec
 from .openai import openai_fields
 
 __all__ = ["AzureOpenAICodec"]

@@ -10,7 +10,7 @@ from typing import ClassVar
 from embedguard.core.config import ProviderProfile
 
 from ._codec import resolve_base_url, resolve_key
-from ._decode import JsonCodec
+from ._json import JsonCodec
 
 __all__ = ["OpenAICompatibleCodec"]
 

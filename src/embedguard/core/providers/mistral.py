@@ -16,7 +16,7 @@ from ._codec import (
     resolve_base_url,
     resolve_key,
 )
-from ._decode import JsonCodec
+from ._json import JsonCodec
 from .base import RateLimitInfo
 
 __all__ = ["MISTRAL_NATIVE_DIMENSIONS", "MistralCodec", "mistral_rate_limit"]

@@ -13,7 +13,9 @@ from embedguard.core.config import ProviderProfile, check_url
 from embedguard.core.errors import ConfigurationError
 
 from ._codec import resolve_key
-from ._decode import JsonCodec, decode_float_rows
+from ._decode import decode_float_rows, load_json_object
+from ._errors import request_id_of
+from ._json import DecodedBody, JsonCodec, echoed_model
 from .base import RateLimitInfo
 
 __all__ = ["OLLAMA_NATIVE_DIMENSIONS", "OllamaCodec", "ollama_host"]
@@ -103,31 +105,25 @@ class OllamaCodec(JsonCodec):
             fields["dimensions"] = profile.dimensions
         super().__init__(profile, url=f"{host}/api/embed", fields=fields, key=key)
 
-    def _vectors(
+    def _decode_body(
         self,
-        doc: Mapping[str, Any],
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
         *,
         n_inputs: int,
         dimensions: int | None,
-        status: int,
-        request_id: str | None,
-        out: np.ndarray | None = None,
-    ) -> np.ndarray:
-        return decode_float_rows(
-            doc.get("embeddings"),
-            n_inputs=n_inputs,
-            dimensions=dimensions,
-            provider=self.name,
-            status_code=status,
-            request_id=request_id,
-            out=out,
-        )
-
-    def _tokens(self, doc: Mapping[str, Any]) -> int | None:
+        out: np.ndarray | None,
+    ) -> DecodedBody:
+        secrets = self._secrets()
+        doc = load_json_object(self.name, status, headers, body, secrets=secrets)
+        vectors = decode_float_rows(
+            doc.get("embeddings"), n_inputs=n_inputs, dimensions=dimensions, provider=self.name,
+            status_code=status, request_id=request_id_of(headers, secrets), out=out,
+        )  # fmt: skip
         count = doc.get("prompt_eval_count")
-        if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
-            return count
-        return None
+        tokens = count if type(count) is int and count >= 0 else None
+        return DecodedBody(vectors, tokens, echoed_model(doc))
 
     def _rate_limit(self, headers: Mapping[str, str]) -> RateLimitInfo | None:
         return None

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from embedguard.core.config import ProviderProfile
 
 from ._codec import NativeSize, check_native_dimensions, resolve_base_url, resolve_key
-from ._decode import JsonCodec
+from ._json import JsonCodec
 
 __all__ = ["OPENAI_NATIVE_DIMENSIONS", "OpenAICodec"]
 

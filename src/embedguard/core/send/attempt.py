@@ -217,7 +217,7 @@ def attempt_flow(
                 retry=attempts > 1,
             )  # fmt: skip
             if error.provider_fault:
-                ep.breaker.record_failure(permit)
+                ep.breaker.record_failure(permit, error)
             else:
                 ep.breaker.release(permit)
             permit = None

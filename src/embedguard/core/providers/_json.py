@@ -25,23 +25,28 @@ import binascii
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import orjson
 import pybase64
+from pydantic import SecretStr
 
-from ._decode import (
-    _has_error,
-    _target,
-    decode_openai_data,
-    echoed_model,
-    load_json_object,
-    usage_tokens,
-)
-from ._errors import request_id_of
+from embedguard.core.config import ProviderProfile
+from embedguard.core.errors import InputValidationError
 
-__all__ = ["DecodedBody", "decode_openai_body", "scan_openai_base64"]
+from ._codec import openai_rate_limit, user_agent
+from ._errors import error_from_response, lower_headers, request_id_of
+from .base import EmbeddingResult, HttpRequest, RateLimitInfo
+
+__all__ = [
+    "DecodedBody",
+    "JsonCodec",
+    "decode_openai_body",
+    "echoed_model",
+    "scan_openai_base64",
+    "usage_tokens",
+]
 
 _KEY = b'"embedding"'
 # JSON whitespace only (``\s`` would also take \f and \v, which JSON rejects).
@@ -50,6 +55,38 @@ _STRING_KEY = re.compile(rb'"embedding"[ \t\n\r]*:[ \t\n\r]*"')
 _QUOTE = ord('"')
 _EQUALS = ord("=")
 _LITTLE_ENDIAN = sys.byteorder == "little"
+_FLOAT32 = np.dtype(np.float32)
+
+
+# -- shared with the full parser (_decode.py) ----------------------------------------------
+def _has_error(doc: Mapping[str, Any]) -> bool:
+    error = doc.get("error")
+    return bool(error) or doc.get("object") == "error"
+
+
+def usage_tokens(doc: Mapping[str, Any], key: str = "usage") -> int | None:
+    """Input tokens from ``usage.prompt_tokens`` (else ``usage.total_tokens``), or ``None``."""
+    usage = doc.get(key)
+    if not isinstance(usage, dict):
+        return None
+    for name in ("prompt_tokens", "total_tokens"):
+        value = usage.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
+
+
+def echoed_model(doc: Mapping[str, Any]) -> str | None:
+    """The ``model`` the server echoed, when it is a non-empty string."""
+    model = doc.get("model")
+    return model if isinstance(model, str) and model else None
+
+
+def _target(out: np.ndarray | None, n: int, d: int) -> np.ndarray:
+    """The caller's buffer when it fits, else a new array (each row is written exactly once)."""
+    if out is not None and out.shape == (n, d) and out.dtype == _FLOAT32:
+        return out
+    return np.empty((n, d), dtype=_FLOAT32)
 
 
 class DecodedBody(NamedTuple):
@@ -236,6 +273,8 @@ def decode_openai_body(
     scanned = scan_openai_base64(body, n_inputs=n_inputs, dimensions=dimensions, out=out)
     if scanned is not None:
         return scanned
+    from ._decode import decode_openai_data, load_json_object  # the full parser: slow path only
+
     doc = load_json_object(provider, status, headers, body, secrets=secrets)
     vectors = decode_openai_data(
         doc.get("data"),
@@ -247,3 +286,121 @@ def decode_openai_body(
         out=out,
     )
     return DecodedBody(vectors, usage_tokens(doc), echoed_model(doc))
+
+
+class JsonCodec:
+    """A codec that POSTs one JSON body and reads an OpenAI-shaped JSON response.
+
+    Subclasses set the URL, headers and body fields in ``__init__`` and may override
+    :meth:`_auth_headers`, :meth:`_decode_body` and :meth:`_rate_limit`.
+    """
+
+    provider: ClassVar[str] = "openai"
+    __slots__ = ("_fields", "_headers", "_key", "model", "name", "url")
+
+    def __init__(
+        self,
+        profile: ProviderProfile,
+        *,
+        url: str,
+        fields: Mapping[str, Any],
+        key: SecretStr | None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name: str = profile.name
+        self.model: str = profile.model
+        self.url: str = url
+        self._key = key
+        # extra_body comes last so a caller can override any field the codec sets itself.
+        self._fields: dict[str, Any] = {**fields, **profile.extra_body}
+        self._headers: dict[str, str] = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": user_agent(),
+            **(headers or {}),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(provider={self.provider!r}, model={self.model!r}, "
+            f"url={self.url!r})"
+        )
+
+    # -- request ------------------------------------------------------------------------------
+    def _auth_headers(self) -> dict[str, str]:
+        if self._key is None:
+            return {}
+        return {"Authorization": f"Bearer {self._key.get_secret_value()}"}
+
+    def _secrets(self) -> tuple[str | None, ...]:
+        return (self._key.get_secret_value() if self._key else None,)
+
+    def build_request(self, texts: Sequence[str]) -> HttpRequest:
+        """Describe the POST that embeds ``texts`` (raw strings, in order).
+
+        Raises:
+            InputValidationError: An item is not a ``str`` (token ids are never sent).
+        """
+        inputs = list(texts)
+        for index, text in enumerate(inputs):
+            if not isinstance(text, str):
+                raise InputValidationError(
+                    f"expected str, got {type(text).__name__}", index=index, provider=self.name
+                )
+        body = orjson.dumps({"input": inputs, **self._fields})
+        headers = {**self._headers, **self._auth_headers()}
+        return HttpRequest(method="POST", url=self.url, headers=headers, body=body)
+
+    # -- response -----------------------------------------------------------------------------
+    def _decode_body(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        n_inputs: int,
+        dimensions: int | None,
+        out: np.ndarray | None,
+    ) -> DecodedBody:
+        """The vectors, tokens and model of a 2xx body (OpenAI's shape; subclasses may differ)."""
+        return decode_openai_body(
+            self.name, status, headers, body, n_inputs=n_inputs, dimensions=dimensions,
+            secrets=self._secrets(), out=out,
+        )  # fmt: skip
+
+    def _rate_limit(self, headers: Mapping[str, str]) -> RateLimitInfo | None:
+        return openai_rate_limit(headers)
+
+    def parse_response(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        n_inputs: int,
+        dimensions: int | None,
+        out: np.ndarray | None = None,
+    ) -> EmbeddingResult:
+        """Return the validated vectors of a 2xx response; raise the typed error otherwise.
+
+        With ``out`` (float32, ``(n_inputs, dimensions)``) the vectors are decoded into it.
+
+        Raises:
+            ProviderError: The subclass for a non-2xx status or an error body.
+            ResponseValidationError: A 2xx that is not one finite vector per input.
+        """
+        if not 200 <= status < 300:
+            raise error_from_response(
+                self.name, status, lower_headers(headers), body, secrets=self._secrets()
+            )
+        lowered = {name.lower(): value for name, value in headers.items()}
+        decoded = self._decode_body(
+            status, lowered, body, n_inputs=n_inputs, dimensions=dimensions, out=out
+        )
+        stated = any(name.startswith("x-ratelimit") for name in lowered)
+        return EmbeddingResult(
+            vectors=decoded.vectors,
+            prompt_tokens=decoded.prompt_tokens,
+            model=decoded.model,
+            rate_limit=self._rate_limit(lowered) if stated else None,
+        )
