@@ -1,12 +1,23 @@
 """The package's public surface: one sorted __all__, every public name documented."""
 
+import importlib
 import importlib.resources
 import inspect
 import types
 
 import embedguard
 
-_SUBPACKAGES = {"adapters", "core", "testing", "cli", "integrations"}
+_SUBPACKAGES = {
+    "adapters",
+    "cache",
+    "cli",
+    "core",
+    "events",
+    "exporters",
+    "integrations",
+    "testing",
+    "usage",
+}
 
 
 def test_all_is_sorted_and_unique() -> None:
@@ -47,3 +58,12 @@ def test_public_methods_are_documented() -> None:
 def test_package_is_typed() -> None:
     """The package ships a py.typed marker."""
     assert importlib.resources.files("embedguard").joinpath("py.typed").is_file()
+
+
+def test_public_modules_export_what_they_name() -> None:
+    """The stable public modules (events, usage, cache, exporters) export documented names."""
+    for name in ("events", "usage", "cache", "exporters.prometheus", "exporters.otel"):
+        module = importlib.import_module(f"embedguard.{name}")
+        assert module.__all__ == sorted(module.__all__)
+        for attr in module.__all__:
+            assert (inspect.getdoc(getattr(module, attr)) or "").strip(), f"{name}.{attr}"

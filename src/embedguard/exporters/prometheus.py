@@ -1,0 +1,10 @@
+"""Prometheus export of a client's metrics (extra ``prometheus``)."""
+
+from ..core.export.prometheus import (
+    DEFAULT_BUCKETS,
+    PrometheusCollector,
+    PrometheusHook,
+    render_prometheus,
+)
+
+__all__ = ["DEFAULT_BUCKETS", "PrometheusCollector", "PrometheusHook", "render_prometheus"]
