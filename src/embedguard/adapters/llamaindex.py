@@ -13,22 +13,31 @@ Install with ``pip install 'embedguard[llamaindex]'``::
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from typing import Any, Self
 
-from pydantic import Field, PrivateAttr, SecretStr
+import httpx
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError
 
 from embedguard._extras import require
+from embedguard.core._frozen import configuration_error
 from embedguard.core.client import EmbeddingClient
 from embedguard.core.config import ProviderProfile
 from embedguard.core.errors import ConfigurationError
-from embedguard.core.usage import Usage, track_usage
+from embedguard.core.usage import Usage, calls_on, track_usage
 
-from ._shared import SETTINGS, ClientHealth, resolve, take_source
+from ._chunks import Chunk, aembed_chunks, embed_chunks, progress_bar
+from ._shared import ClientHealth, build
 
 require("llama_index.core", "llamaindex")
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding  # noqa: E402
+from llama_index.core.callbacks import CBEventType, EventPayload  # noqa: E402
 from llama_index.core.instrumentation.events import BaseEvent  # noqa: E402
+from llama_index.core.instrumentation.events.embedding import (  # noqa: E402
+    EmbeddingEndEvent,
+    EmbeddingStartEvent,
+)
 from llama_index_instrumentation import get_dispatcher  # noqa: E402
 
 __all__ = ["EmbeddingUsageEvent", "GuardedEmbedding"]
@@ -52,7 +61,7 @@ class EmbeddingUsageEvent(BaseEvent):
         return "EmbeddingUsageEvent"
 
 
-_MAX_BATCH = 2048  # BaseEmbedding.embed_batch_size's upper bound
+_MAX_REQUEST = 2048  # embed_batch_size above this means "let the client batch"
 
 
 class GuardedEmbedding(BaseEmbedding, ClientHealth):
@@ -62,11 +71,18 @@ class GuardedEmbedding(BaseEmbedding, ClientHealth):
     metrics all happen in the client; this class only converts its float32 arrays to lists.
     There is no provider SDK underneath, so there is no second retry layer: the profile's
     :class:`~embedguard.RetryPolicy` is the only one. LlamaIndex's own machinery still works:
-    instrumentation events, callbacks, ``show_progress``, ``embeddings_cache``. The batch size
-    LlamaIndex hands over defaults to the profile's ``batching.max_inputs`` (at most 2048).
+    instrumentation events, callbacks, ``show_progress``, ``embeddings_cache``.
+
+    ``embed_batch_size`` is the texts per request (the profile's ``batching.max_inputs``, which
+    is its default); above 2048 it means "let the client batch". ``get_text_embedding_batch``
+    (used by ``VectorStoreIndex`` and ``IngestionPipeline``) sends all its batches at once under
+    the client's bound, with LlamaIndex's events, callbacks and progress bar per batch.
     Failures raise embedguard's typed errors (:class:`~embedguard.AuthenticationError`, ...).
 
-    Build it from a profile, from a client, or from keywords::
+    Build it from a profile, from a client, or from keywords, ``OpenAIEmbedding``'s and
+    ``AzureOpenAIEmbedding``'s included (``api_base``, ``max_retries``, ``timeout``,
+    ``additional_kwargs``, ``azure_endpoint``, ``azure_deployment``... map onto the profile;
+    see the README's table)::
 
         GuardedEmbedding(profiles.mistral())
         GuardedEmbedding(EmbeddingClient(profile, api_key=key))
@@ -74,20 +90,22 @@ class GuardedEmbedding(BaseEmbedding, ClientHealth):
 
     ``to_dict()``, ``to_json()`` and pickles never hold the key: rebuild with
     ``GuardedEmbedding.from_dict(data, api_key=key)`` or let unpickling read the environment.
-    A copy (``copy.copy``, ``copy.deepcopy``) shares the client: its connections, breaker and
-    metrics.
+    A copy (``copy.copy``, ``copy.deepcopy``) shares the client: its connections, breaker,
+    metrics and usage.
 
     Args:
         source: A :class:`~embedguard.ProviderProfile` or :class:`~embedguard.EmbeddingClient`.
         client: An :class:`~embedguard.EmbeddingClient` to use (you keep its settings).
         model: The model name (``model_name`` is accepted too); default: the profile's.
-        provider: A built-in profile name; default ``openai``, or the profile's.
+        provider: A built-in profile name; default ``openai`` (``azure`` when Azure keywords
+            are given), or the profile's.
         api_key: The key; default: read now from the provider's variable (``OPENAI_API_KEY``...).
         base_url: The endpoint root; default: the profile's, else the provider's variable.
         dimensions: The output vector size; default: the profile's.
         profile: A profile (keyword form of ``source``); the keywords above override it.
         **kwargs: ``BaseEmbedding`` fields (``embed_batch_size``, ``callback_manager``,
-            ``num_workers``, ``embeddings_cache``...).
+            ``num_workers``, ``embeddings_cache``...), ``token_provider``, ``http_client``,
+            ``async_http_client``, ``context_policy``, and the peers' keywords.
     """
 
     model_name: str = Field(frozen=True, description="The model name sent to the provider.")
@@ -96,8 +114,12 @@ class GuardedEmbedding(BaseEmbedding, ClientHealth):
     dimensions: int | None = Field(None, frozen=True, description="The output size.")
     api_key: SecretStr | None = Field(None, frozen=True, exclude=True, repr=False)
     profile: ProviderProfile = Field(frozen=True, description="The client's full profile.")
+    embed_batch_size: int = Field(
+        _MAX_REQUEST, gt=0, description="Texts per request; above 2048: let the client batch."
+    )
 
     _client: EmbeddingClient = PrivateAttr()
+    _owned: tuple[httpx.Client, httpx.AsyncClient] | None = PrivateAttr(None)
 
     def __init__(
         self,
@@ -107,17 +129,26 @@ class GuardedEmbedding(BaseEmbedding, ClientHealth):
         client: EmbeddingClient | None = None,
         **kwargs: Any,
     ) -> None:
-        if "model_name" in kwargs:
-            name = kwargs.pop("model_name")
-            if kwargs.setdefault("model", name) != name:
-                raise ConfigurationError("model and model_name disagree", field="model")
-        client = take_source(source, client, kwargs, type(self).model_fields)
-        settings = resolve({k: kwargs.pop(k) for k in SETTINGS if k in kwargs}, client)
-        settings["model_name"] = settings.pop("model")
+        if "show_progress_bar" in kwargs:
+            raise ConfigurationError(
+                "show_progress_bar is not supported: pass show_progress=True to "
+                "get_text_embedding_batch",
+                field="show_progress_bar",
+            )
+        size = kwargs.get("embed_batch_size")
+        brings_client = client is not None or isinstance(source, EmbeddingClient)
+        if isinstance(size, int) and 0 < size <= _MAX_REQUEST and not brings_client:
+            kwargs.setdefault("chunk_size", size)  # requests of this size, as the peer sends
+        built = build(source, client, kwargs, known=_BASE_FIELDS, owner=type(self).__name__)
+        fields = built.fields
+        fields["model_name"] = fields.pop("model")
         if kwargs.get("embed_batch_size") is None:
-            kwargs["embed_batch_size"] = min(settings["profile"].batching.max_inputs, _MAX_BATCH)
-        super().__init__(**settings, **kwargs)
-        self._client = client or EmbeddingClient(self.profile, api_key=self.api_key)
+            kwargs["embed_batch_size"] = fields["profile"].batching.max_inputs
+        try:
+            super().__init__(**fields, **kwargs)
+        except ValidationError as exc:
+            raise configuration_error(exc) from None
+        self._client, self._owned = built.client, built.owned
 
     @classmethod
     def class_name(cls) -> str:
@@ -128,13 +159,13 @@ class GuardedEmbedding(BaseEmbedding, ClientHealth):
     # Each call reports its usage as an EmbeddingUsageEvent (tokens, requests, cost), in the span
     # of LlamaIndex's own EmbeddingStartEvent/EmbeddingEndEvent.
     def _get_query_embedding(self, query: str) -> Embedding:
-        with track_usage() as usage:
+        with calls_on(self._client), track_usage() as usage:
             vector: Embedding = self._client.embed_query(query).tolist()
         self._report(usage)
         return vector
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
-        with track_usage() as usage:
+        with calls_on(self._client), track_usage() as usage:
             vector: Embedding = (await self._client.aembed_query(query)).tolist()
         self._report(usage)
         return vector
@@ -146,16 +177,84 @@ class GuardedEmbedding(BaseEmbedding, ClientHealth):
         return await self._aget_query_embedding(text)
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        with track_usage() as usage:
+        with calls_on(self._client), track_usage() as usage:
             vectors: list[Embedding] = self._client.embed(texts).tolist()
         self._report(usage)
         return vectors
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        with track_usage() as usage:
+        with calls_on(self._client), track_usage() as usage:
             vectors: list[Embedding] = (await self._client.aembed(texts)).tolist()
         self._report(usage)
         return vectors
+
+    # -- batches: all sent at once, LlamaIndex's events and progress per batch ---------------
+    @_dispatcher.span
+    def get_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: Any
+    ) -> list[Embedding]:
+        """Embed ``texts`` in batches of ``embed_batch_size``, sent concurrently."""
+        if self.embeddings_cache is not None or self.rate_limiter is not None:
+            return super().get_text_embedding_batch(texts, show_progress, **kwargs)
+        out: list[Embedding] = []
+        with (
+            calls_on(self._client),
+            progress_bar(show_progress, len(texts), "Generating embeddings") as bar,
+        ):
+            ids = self._start(texts)
+            for event_id, chunk in zip(
+                ids, embed_chunks(self._client, texts, self._size), strict=True
+            ):
+                out += self._end(event_id, chunk, bar)
+        return out
+
+    @_dispatcher.span
+    async def aget_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: Any
+    ) -> list[Embedding]:
+        """Async :meth:`get_text_embedding_batch`."""
+        if self.embeddings_cache is not None or self.rate_limiter is not None:
+            return await super().aget_text_embedding_batch(texts, show_progress, **kwargs)
+        out: list[Embedding] = []
+        with (
+            calls_on(self._client),
+            progress_bar(show_progress, len(texts), "Generating embeddings") as bar,
+        ):
+            ids = iter(self._start(texts))
+            async with aclosing(aembed_chunks(self._client, texts, self._size)) as chunks:
+                async for chunk in chunks:
+                    out += self._end(next(ids), chunk, bar)
+        return out
+
+    @property
+    def _size(self) -> int:
+        return self.embed_batch_size
+
+    def _start(self, texts: list[str]) -> list[str]:
+        model_dict = self.to_payload()
+        ids = []
+        for _ in range(0, len(texts), self._size):
+            _dispatcher.event(EmbeddingStartEvent(model_dict=model_dict))
+            ids.append(
+                self.callback_manager.on_event_start(
+                    CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: model_dict}
+                )
+            )
+        return ids
+
+    def _end(self, event_id: str, chunk: Chunk, bar: Any) -> list[Embedding]:
+        texts, vectors, usage = chunk
+        embeddings: list[Embedding] = vectors.tolist()
+        self._report(usage)
+        _dispatcher.event(EmbeddingEndEvent(chunks=list(texts), embeddings=embeddings))
+        self.callback_manager.on_event_end(
+            CBEventType.EMBEDDING,
+            payload={EventPayload.CHUNKS: list(texts), EventPayload.EMBEDDINGS: embeddings},
+            event_id=event_id,
+        )
+        if bar is not None:
+            bar.update(len(texts))
+        return embeddings
 
     def _report(self, usage: Usage) -> None:
         _dispatcher.event(
@@ -177,3 +276,6 @@ class GuardedEmbedding(BaseEmbedding, ClientHealth):
         settings.pop("class_name", None)
         # Rebuild through __init__: a fresh client, the key read from the environment again.
         GuardedEmbedding.__init__(self, **settings)
+
+
+_BASE_FIELDS = frozenset(BaseEmbedding.model_fields) - {"model_name"}
