@@ -1,7 +1,7 @@
 """Embed a list in request-sized chunks, concurrently, yielding each chunk in order.
 
 For the places a framework wants to see progress per batch (LangChain's ``show_progress_bar``,
-LlamaIndex's per-batch events and progress bar) without sending the batches one after another:
+LlamaIndex's progress bar) without sending the batches one after another:
 every chunk is one ``client.embed`` call, all of them in flight at once under the client's own
 bound (``pool_size``), and each is yielded, with its usage, as soon as it and those before it are
 done. Worker threads run in a copy of the caller's context, so usage blocks and tracing follow.
@@ -23,9 +23,9 @@ from embedguard.core.client import EmbeddingClient
 from embedguard.core.errors import ConfigurationError, EmbedGuardError
 from embedguard.core.usage import Usage, track_usage
 
-__all__ = ["Chunk", "aembed_chunks", "embed_chunks", "progress_bar"]
+__all__ = ["Chunk", "aembed_chunks", "embed_chunks", "progress_bar", "sliced"]
 
-Chunk = tuple[Sequence[str], np.ndarray, Usage]
+Chunk = tuple[Sequence[str], np.ndarray, Usage | None]
 """A chunk's texts, their vectors (float32, one row per text) and what embedding them used."""
 
 
@@ -43,6 +43,13 @@ async def _aone(client: EmbeddingClient, texts: Sequence[str]) -> tuple[np.ndarr
     with track_usage() as usage:
         vectors = await client.aembed(texts)
     return vectors, usage
+
+
+def sliced(texts: Sequence[str], vectors: np.ndarray, usage: Usage, size: int) -> Iterator[Chunk]:
+    """One call's result cut into chunks of ``size`` (its usage goes with the first)."""
+    for start in range(0, len(texts), size):
+        end = start + size
+        yield texts[start:end], vectors[start:end], usage if start == 0 else None
 
 
 def embed_chunks(client: EmbeddingClient, texts: Sequence[str], size: int) -> Iterator[Chunk]:

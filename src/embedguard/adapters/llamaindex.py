@@ -13,7 +13,6 @@ Install with ``pip install 'embedguard[llamaindex]'``::
 
 from __future__ import annotations
 
-from contextlib import aclosing
 from typing import Any, Self
 
 import httpx
@@ -24,47 +23,23 @@ from embedguard.core._frozen import configuration_error
 from embedguard.core.client import EmbeddingClient
 from embedguard.core.config import ProviderProfile
 from embedguard.core.errors import ConfigurationError
-from embedguard.core.usage import Usage, calls_on, track_usage
+from embedguard.core.usage import calls_on, track_usage
 
-from ._chunks import Chunk, aembed_chunks, embed_chunks, progress_bar
 from ._shared import ClientHealth, build
 
 require("llama_index.core", "llamaindex")
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding  # noqa: E402
-from llama_index.core.callbacks import CBEventType, EventPayload  # noqa: E402
-from llama_index.core.instrumentation.events import BaseEvent  # noqa: E402
-from llama_index.core.instrumentation.events.embedding import (  # noqa: E402
-    EmbeddingEndEvent,
-    EmbeddingStartEvent,
-)
-from llama_index_instrumentation import get_dispatcher  # noqa: E402
+
+from ._llama_batches import BatchedEmbedding, EmbeddingUsageEvent  # noqa: E402
 
 __all__ = ["EmbeddingUsageEvent", "GuardedEmbedding"]
-
-_dispatcher = get_dispatcher(__name__)
-
-
-class EmbeddingUsageEvent(BaseEvent):
-    """What one embedding call of :class:`GuardedEmbedding` used: tokens billed (as the
-    provider reported them), requests sent, texts served from the cache, and estimated cost."""
-
-    model_name: str
-    tokens: int
-    requests: int
-    cached: int
-    cost: float
-
-    @classmethod
-    def class_name(cls) -> str:
-        """The event's name in LlamaIndex's instrumentation."""
-        return "EmbeddingUsageEvent"
 
 
 _MAX_REQUEST = 2048  # embed_batch_size above this means "let the client batch"
 
 
-class GuardedEmbedding(BaseEmbedding, ClientHealth):
+class GuardedEmbedding(BatchedEmbedding, ClientHealth):
     """LlamaIndex ``BaseEmbedding`` backed by an :class:`~embedguard.EmbeddingClient`.
 
     Batching, bounded concurrency, rate limits, retries, the circuit breaker, validation and
@@ -187,82 +162,6 @@ class GuardedEmbedding(BaseEmbedding, ClientHealth):
             vectors: list[Embedding] = (await self._client.aembed(texts)).tolist()
         self._report(usage)
         return vectors
-
-    # -- batches: all sent at once, LlamaIndex's events and progress per batch ---------------
-    @_dispatcher.span
-    def get_text_embedding_batch(
-        self, texts: list[str], show_progress: bool = False, **kwargs: Any
-    ) -> list[Embedding]:
-        """Embed ``texts`` in batches of ``embed_batch_size``, sent concurrently."""
-        if self.embeddings_cache is not None or self.rate_limiter is not None:
-            return super().get_text_embedding_batch(texts, show_progress, **kwargs)
-        out: list[Embedding] = []
-        with (
-            calls_on(self._client),
-            progress_bar(show_progress, len(texts), "Generating embeddings") as bar,
-        ):
-            ids = self._start(texts)
-            for event_id, chunk in zip(
-                ids, embed_chunks(self._client, texts, self._size), strict=True
-            ):
-                out += self._end(event_id, chunk, bar)
-        return out
-
-    @_dispatcher.span
-    async def aget_text_embedding_batch(
-        self, texts: list[str], show_progress: bool = False, **kwargs: Any
-    ) -> list[Embedding]:
-        """Async :meth:`get_text_embedding_batch`."""
-        if self.embeddings_cache is not None or self.rate_limiter is not None:
-            return await super().aget_text_embedding_batch(texts, show_progress, **kwargs)
-        out: list[Embedding] = []
-        with (
-            calls_on(self._client),
-            progress_bar(show_progress, len(texts), "Generating embeddings") as bar,
-        ):
-            ids = iter(self._start(texts))
-            async with aclosing(aembed_chunks(self._client, texts, self._size)) as chunks:
-                async for chunk in chunks:
-                    out += self._end(next(ids), chunk, bar)
-        return out
-
-    @property
-    def _size(self) -> int:
-        return self.embed_batch_size
-
-    def _start(self, texts: list[str]) -> list[str]:
-        model_dict = self.to_payload()
-        ids = []
-        for _ in range(0, len(texts), self._size):
-            _dispatcher.event(EmbeddingStartEvent(model_dict=model_dict))
-            ids.append(
-                self.callback_manager.on_event_start(
-                    CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: model_dict}
-                )
-            )
-        return ids
-
-    def _end(self, event_id: str, chunk: Chunk, bar: Any) -> list[Embedding]:
-        texts, vectors, usage = chunk
-        embeddings: list[Embedding] = vectors.tolist()
-        self._report(usage)
-        _dispatcher.event(EmbeddingEndEvent(chunks=list(texts), embeddings=embeddings))
-        self.callback_manager.on_event_end(
-            CBEventType.EMBEDDING,
-            payload={EventPayload.CHUNKS: list(texts), EventPayload.EMBEDDINGS: embeddings},
-            event_id=event_id,
-        )
-        if bar is not None:
-            bar.update(len(texts))
-        return embeddings
-
-    def _report(self, usage: Usage) -> None:
-        _dispatcher.event(
-            EmbeddingUsageEvent(
-                model_name=self.model_name, tokens=usage.tokens, requests=usage.requests,
-                cached=usage.cached, cost=usage.cost,
-            )
-        )  # fmt: skip
 
     # -- copies and pickles: never the key, never the client's sockets -----------------------
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
