@@ -242,3 +242,29 @@ def test_transport_keywords_go_to_the_client(server: EmbeddingServer) -> None:
         pytest.raises(ConfigurationError, match="either a client or settings"),
     ):
         GuardedEmbedding(client, max_retries=2)
+
+
+# LlamaIndex's AzureOpenAIEmbedding (llama-index-embeddings-azure-openai, not installed here):
+# the keywords its __init__ adds to OpenAIEmbedding's.
+LLAMA_AZURE = ["azure_endpoint", "azure_deployment", "azure_ad_token_provider", "use_azure_ad",
+               "deployment_name", "api_base", "async_http_client", "http_client"]  # fmt: skip
+
+
+def test_every_peer_keyword_has_a_translation() -> None:
+    """Each keyword of the four peer classes is ours, the framework's, or in the README table."""
+    import inspect
+
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+
+    from embedguard.adapters._vocabulary import TABLE
+
+    peers = set(LLAMA_AZURE) | set(inspect.signature(OpenAIEmbedding.__init__).parameters)
+    peers |= set(OpenAIEmbedding.model_fields) | {"model_name"}
+    for cls in (OpenAIEmbeddings, AzureOpenAIEmbeddings):
+        for name, info in cls.model_fields.items():
+            peers |= {name, *([info.alias] if info.alias else [])}
+    ours = {"provider", "model", "base_url", "dimensions", "api_key", "profile", "client",
+            "deployment", "api_version", "token_provider", "http_client", "async_http_client",
+            "context_policy", *BaseEmbedding.model_fields}  # fmt: skip
+    missing = peers - ours - {name for name, _ in TABLE} - {"self", "kwargs"}
+    assert not missing
