@@ -1,4 +1,4 @@
-"""track_usage(): per-call usage through the client, separate for concurrent contexts."""
+"""track_usage(): per-context usage, and per-owner usage counted across threads."""
 
 import asyncio
 import threading

@@ -155,7 +155,7 @@ def translate(kwargs: dict[str, Any], *, owner: str) -> Translated:
     ignored = [name for name in canon if name in _IGNORED]
     if ignored:
         reasons = "; ".join(f"{name}: {_IGNORED[name]}" for name in ignored)
-        warnings.warn(f"{owner} ignores {reasons}", UserWarning, stacklevel=3)
+        warnings.warn(f"{owner} ignores {reasons}", UserWarning, stacklevel=4)
     for name, value in canon.items():
         if name not in _IGNORED:
             _HANDLERS.get(name, _setting)(out, name, value)
