@@ -6,6 +6,8 @@
     embedguard embed rows.csv --column body -o rows.jsonl --profile-file prod.toml
     embedguard profiles                 # the built-in profiles, one line each
     embedguard profiles mistral         # one profile as TOML (a starting point for --profile-file)
+    embedguard profiles azure --effective          # every value, and where it came from
+    embedguard profiles --profile-file prod.toml --effective
     embedguard metrics run.json         # a snapshot saved with --metrics-out
     embedguard demo                     # retrieval over a bundled corpus, offline
 
@@ -88,7 +90,12 @@ def _parser() -> argparse.ArgumentParser:
 
     shown = commands.add_parser("profiles", help="list the built-in profiles, or show one")
     shown.add_argument("name", nargs="?", help="show this profile as TOML")
+    shown.add_argument("--profile-file", type=Path, help="show this TOML profile instead")
     shown.add_argument("--model", help="model name (overrides the profile's)")
+    shown.add_argument(
+        "--effective", action="store_true",
+        help="every effective value, commented with where it came from",
+    )  # fmt: skip
 
     metrics = commands.add_parser("metrics", help="format a metrics snapshot saved as JSON")
     metrics.add_argument("file", type=Path)
@@ -149,13 +156,18 @@ def _profile(args: argparse.Namespace) -> ProviderProfile:
 
 
 def _profiles(args: argparse.Namespace) -> int:
-    if args.name is not None:
+    if args.name is not None and args.profile_file is not None:
+        raise _UsageError("give a profile NAME or --profile-file, not both")
+    if args.name is not None or args.profile_file is not None:
         args.profile = args.name
         if args.name == "openai_compatible" and args.model is None:
             args.model = "MODEL"
             print("# set model, and base_url (e.g. http://localhost:8000/v1)")
-        print(_profile(args).to_toml(), end="")
+        profile = _profile(args)
+        print(profile.explain() if args.effective else profile.to_toml(), end="")
         return 0
+    if args.effective:
+        raise _UsageError("--effective needs a profile NAME or --profile-file")
     header = ("profile", "model", "dims", "timeout", "retries", "inputs", "rpm", "tpm", "pool")
     rows = [(*header, "breaker")]
     for name in profiles.names():

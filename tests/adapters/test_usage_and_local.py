@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -97,3 +98,36 @@ def test_llamaindex_retrieval_on_the_local_model(minilm: Any) -> None:
         assert model.embed_batch_size == profiles.local().batching.max_inputs
     finally:
         model.close()
+
+
+@pytest.mark.parametrize("adapter", [GuardedEmbeddings, GuardedEmbedding])
+def test_usage_is_scoped_to_its_adapter_across_threads(
+    server: EmbeddingServer, adapter: Any
+) -> None:
+    """a.usage() counts a's calls from a plain thread and none of b's."""
+    a = adapter(EmbeddingClient(fast_profile(server), api_key=KEY))
+    b = adapter(EmbeddingClient(fast_profile(server), api_key=KEY))
+    embed = "embed_query" if adapter is GuardedEmbeddings else "get_query_embedding"
+    try:
+        with a.usage() as usage:
+            thread = threading.Thread(target=getattr(a, embed), args=("one two",))
+            thread.start()
+            thread.join()
+            getattr(b, embed)("three four five six")
+    finally:
+        a.close()
+        b.close()
+    assert (usage.tokens, usage.items, usage.requests) == (server.count_tokens("one two"), 1, 1)
+
+
+async def test_async_usage_is_scoped_to_its_adapter(server: EmbeddingServer) -> None:
+    """In async code too, another adapter's concurrent calls stay out of a.usage()."""
+    import asyncio
+
+    a = GuardedEmbeddings(EmbeddingClient(fast_profile(server), api_key=KEY))
+    b = GuardedEmbeddings(EmbeddingClient(fast_profile(server), api_key=KEY))
+    with a.usage() as usage:
+        await asyncio.gather(a.aembed_documents(["alpha beta"]), b.aembed_documents(["x y z"]))
+    await a.aclose()
+    await b.aclose()
+    assert (usage.tokens, usage.items) == (server.count_tokens("alpha beta"), 1)

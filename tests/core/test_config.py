@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from embedguard import (
     BatchPolicy,
@@ -208,3 +209,123 @@ def test_profile_names() -> None:
     assert profiles.get("mistral", pool_size=3).pool_size == 3
     with pytest.raises(ConfigurationError, match="model"):
         profiles.get("openai_compatible")
+
+
+# -- layers: a partial override changes only what it names -----------------------------------
+MISTRAL_64 = {**profiles.mistral().to_dict(), "batching": {
+    **profiles.mistral().batching.to_dict(), "max_inputs": 64}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: profiles.mistral(batching={"max_inputs": 64}),
+        lambda: profiles.mistral(batching=BatchPolicy(max_inputs=64)),
+        lambda: profiles.get("mistral", batching={"max_inputs": 64}),
+        lambda: profiles.mistral().evolve(batching={"max_inputs": 64}),
+        lambda: ProviderProfile.from_dict({"provider": "mistral", "batching": {"max_inputs": 64}}),
+        lambda: ProviderProfile.from_toml('provider = "mistral"\n[batching]\nmax_inputs = 64\n'),
+        lambda: ProviderProfile.from_env(
+            {"EMBEDGUARD_PROVIDER": "mistral", "EMBEDGUARD_BATCHING__MAX_INPUTS": "64"}
+        ),
+    ],
+    ids=["kwargs", "policy-object", "get", "evolve", "from_dict", "from_toml", "from_env"],
+)
+def test_partial_nested_override_keeps_the_provider_values(build: object) -> None:
+    """Naming one batching field keeps Mistral's 16,384-token request cap, in every loader."""
+    profile = build()  # type: ignore[operator]
+    assert profile.batching.max_tokens_per_request == 16_384
+    assert profile.to_dict() == MISTRAL_64
+
+
+def test_issue_examples_keep_the_azure_values() -> None:
+    """The README's azure(retry=...) keeps the 2 s first backoff; an RPM override keeps TPM."""
+    retry = profiles.azure(retry={"max_retries": 6}).retry
+    assert (retry.max_retries, retry.initial_delay) == (6, 2.0)
+    limits = profiles.azure(rate_limit={"requests_per_minute": 600}).rate_limit
+    assert (limits.requests_per_minute, limits.tokens_per_minute) == (600, 300_000)
+    assert profiles.azure(retry=RetryPolicy(max_retries=6)).retry == retry
+    assert profiles.azure(timeouts=Timeouts(connect=2)).timeouts == Timeouts(request=90, connect=2)
+
+
+def test_a_provider_key_selects_the_base() -> None:
+    """from_dict/from_toml/from_env start from the named provider's profile."""
+    assert ProviderProfile.from_dict({"provider": "ollama", "model": "m"}) == profiles.ollama("m")
+    assert ProviderProfile.from_toml('provider = "azure"\n') == profiles.azure()
+    assert ProviderProfile.from_env({"EMBEDGUARD_PROVIDER": "local"}) == profiles.local()
+    with pytest.raises(ConfigurationError, match="model"):
+        ProviderProfile.from_dict({"provider": "openai_compatible"})
+
+
+def test_evolve_to_another_model_or_provider_rebases_the_defaults() -> None:
+    """Values the old base implied follow the new model/provider; explicit ones stay."""
+    assert profiles.openai().evolve(model="text-embedding-3-large").dimensions == 3072
+    kept = profiles.openai(dimensions=256).evolve(model="text-embedding-3-large")
+    assert kept.dimensions == 256
+    moved = profiles.openai(pool_size=3, retry={"max_retries": 9}).evolve(provider="azure")
+    assert (moved.pool_size, moved.retry.max_retries, moved.retry.initial_delay) == (3, 9, 2.0)
+    assert moved.rate_limit == profiles.azure().rate_limit and moved.name == "azure"
+
+
+def test_extra_body_is_one_value_replaced_whole() -> None:
+    """extra_body is not a policy: a new dict replaces the old one."""
+    profile = profiles.ollama(extra_body={"keep_alive": "5m", "truncate": True})
+    assert profile.evolve(extra_body={"keep_alive": "1m"}).extra_body == {"keep_alive": "1m"}
+
+
+def test_raw_profile_round_trips_through_toml() -> None:
+    """A None that the provider's base would fill in is written out, so it loads back."""
+    raw = ProviderProfile(provider="openai", model="text-embedding-3-small")
+    assert raw.dimensions is None
+    assert ProviderProfile.from_toml(raw.to_toml()) == raw
+    assert 'base_url = "none"' not in profiles.openai().to_toml()
+
+
+# -- explain: every value and where it came from -----------------------------------------------
+LEAVES = {
+    f"{name}.{sub}" if isinstance(value, BaseModel) else name
+    for name, value in profiles.openai()
+    for sub in (type(value).model_fields if isinstance(value, BaseModel) else [""])
+}
+
+
+def test_sources_name_each_layer(tmp_path: Path) -> None:
+    """provider default, file, env and argument each label the values they set."""
+    path = tmp_path / "prod.toml"
+    path.write_text('provider = "azure"\npool_size = 4\n[retry]\nmax_retries = 6\n')
+    from_file = ProviderProfile.from_toml(path)
+    profile = from_file.evolve(retry={"max_delay": 5.0})
+    sources = profile.sources()
+    assert sources["pool_size"] == sources["retry.max_retries"] == f"file {path}"
+    assert sources["retry.max_delay"] == "argument"
+    assert sources["retry.initial_delay"] == sources["timeouts.request"] == "provider default"
+    env = ProviderProfile.from_env(
+        {"EMBEDGUARD_PROVIDER": "openai", "EMBEDGUARD_RETRY__MAX_RETRIES": "1"}
+    ).sources()
+    assert env["retry.max_retries"] == "env EMBEDGUARD_RETRY__MAX_RETRIES"
+    assert env["provider"] == "env EMBEDGUARD_PROVIDER" and env["pool_size"] == "provider default"
+    assert profiles.openai("text-embedding-3-large").sources()["model"] == "argument"
+    raw = ProviderProfile(provider="openai", model="m", pool_size=2).sources()
+    assert (raw["pool_size"], raw["retry.max_retries"]) == ("argument", "default")
+    assert set(sources) == set(raw) == LEAVES  # every leaf, nested policies expanded
+
+
+def test_explain_shows_every_value_and_loads_back() -> None:
+    """explain() is commented TOML of every effective value that loads to an equal profile."""
+    profile = profiles.azure(retry={"max_retries": 6})
+    text = profile.explain()
+    lines = [line for line in text.splitlines() if " = " in line]
+    assert len(lines) == len(LEAVES)
+    assert "max_retries = 6 " in text and "initial_delay = 2.0 " in text
+    by_name = {line.split(" = ")[0]: line for line in lines}
+    assert by_name["max_retries"].endswith("# argument")
+    assert by_name["initial_delay"].endswith("# provider default")
+    assert ProviderProfile.from_toml(text) == profile
+
+
+def test_equality_ignores_where_values_came_from() -> None:
+    """Two profiles with the same values are equal whatever layers built them."""
+    assert profiles.openai(pool_size=3) == ProviderProfile.from_dict(
+        profiles.openai(pool_size=3).to_dict()
+    )
+    assert profiles.openai(pool_size=3) != profiles.openai()

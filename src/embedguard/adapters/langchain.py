@@ -16,13 +16,17 @@ from __future__ import annotations
 
 from typing import Any, Self
 
+import httpx
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 from embedguard._extras import require
 from embedguard.core.client import EmbeddingClient
 from embedguard.core.config import ProviderProfile
+from embedguard.core.usage import calls_on
 
-from ._shared import ClientHealth, resolve, take_source
+from ._chunks import aembed_chunks, embed_chunks, progress_bar
+from ._shared import ClientHealth, build
 
 require("langchain_core", "langchain")
 
@@ -42,29 +46,38 @@ class GuardedEmbeddings(BaseModel, Embeddings, ClientHealth):
     base class's thread offload. Failures raise embedguard's typed errors
     (:class:`~embedguard.AuthenticationError`, :class:`~embedguard.CircuitOpenError`, ...).
 
-    Build it from a profile, from a client, or from LangChain-style keywords::
+    Build it from a profile, from a client, or from keywords, ``OpenAIEmbeddings``' and
+    ``AzureOpenAIEmbeddings``' included (``chunk_size``, ``max_retries``, ``timeout``,
+    ``azure_endpoint``, ``model_kwargs``, ``default_headers``... map onto the profile; see the
+    README's table)::
 
         GuardedEmbeddings(profiles.mistral())
         GuardedEmbeddings(EmbeddingClient(profile, api_key=key))
         GuardedEmbeddings(model="text-embedding-3-large", dimensions=1024, api_key="sk-...")
+        GuardedEmbeddings(azure_endpoint=url, azure_deployment="emb", api_version="2024-10-21")
 
     Settings are frozen after construction (the client is built from them once). The key is a
     ``SecretStr`` left out of ``repr``, ``model_dump`` and pickles: unpickling builds a new
-    client and reads the key from the environment again. A copy (``copy.copy``,
-    ``copy.deepcopy``) shares the client: its connections, breaker and metrics.
+    client and reads the key from the environment again (headers, proxy, token provider and
+    HTTP clients are not pickled either). A copy (``copy.copy``, ``copy.deepcopy``) shares the
+    client: its connections, breaker, metrics and usage.
 
     Args:
         source: A :class:`~embedguard.ProviderProfile` or an :class:`~embedguard.EmbeddingClient`
             (positional), or ``None`` to build the profile from the keywords.
         client: An :class:`~embedguard.EmbeddingClient` to use (you keep its settings).
         provider: A built-in profile name (``openai``, ``azure``, ``mistral``, ``ollama``,
-            ``openai_compatible``); default ``openai``, or the profile's.
+            ``openai_compatible``); default ``openai`` (``azure`` when Azure keywords are
+            given), or the profile's.
         model: The model name; default: the profile's.
         api_key: The key; default: read now from the provider's variable (``OPENAI_API_KEY``,
             ``AZURE_OPENAI_API_KEY``, ``MISTRAL_API_KEY``, or the profile's ``api_key_env``).
         base_url: The endpoint root; default: the profile's, else the provider's variable.
         dimensions: The output vector size; default: the profile's.
         profile: A profile (keyword form of ``source``); the keywords above override it.
+        show_progress_bar: Draw a tqdm bar advancing per request-sized chunk.
+        **settings: ``token_provider``, ``http_client``, ``async_http_client`` and
+            ``context_policy`` for the client, and the peers' keywords.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
@@ -75,8 +88,10 @@ class GuardedEmbeddings(BaseModel, Embeddings, ClientHealth):
     dimensions: int | None = Field(None, description="The output size (None: learned).")
     api_key: SecretStr | None = Field(None, exclude=True, repr=False)
     profile: ProviderProfile = Field(description="The full profile the client was built with.")
+    show_progress_bar: bool = Field(False, description="Draw a progress bar per chunk.")
 
     _client: EmbeddingClient = PrivateAttr()
+    _owned: tuple[httpx.Client, httpx.AsyncClient] | None = PrivateAttr(None)
 
     def __init__(
         self,
@@ -86,30 +101,52 @@ class GuardedEmbeddings(BaseModel, Embeddings, ClientHealth):
         client: EmbeddingClient | None = None,
         **settings: Any,
     ) -> None:
-        client = take_source(source, client, settings, type(self).model_fields)
-        super().__init__(**resolve(settings, client))
-        self._client = client or EmbeddingClient(self.profile, api_key=self.api_key)
+        built = build(source, client, settings, known=(), owner=type(self).__name__)
+        super().__init__(**built.fields, show_progress_bar=bool(built.show_progress))
+        self._client, self._owned = built.client, built.owned
 
     # -- LangChain's interface -----------------------------------------------------------
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed ``texts``: one vector per text, in order."""
-        vectors: list[list[float]] = self._client.embed(texts).tolist()
-        return vectors
+        with calls_on(self._client):
+            if not self.show_progress_bar:
+                vectors: list[list[float]] = self._client.embed(texts).tolist()
+                return vectors
+            with progress_bar(True, len(texts), "Embedding") as bar:
+                parts = []
+                for chunk, part, _ in embed_chunks(self._client, texts, self._chunk):
+                    parts.append(part)
+                    bar.update(len(chunk))
+        return _joined(parts)
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one query text."""
-        vector: list[float] = self._client.embed_query(text).tolist()
+        with calls_on(self._client):
+            vector: list[float] = self._client.embed_query(text).tolist()
         return vector
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Async :meth:`embed_documents` (batches run concurrently, bounded by the profile)."""
-        vectors: list[list[float]] = (await self._client.aembed(texts)).tolist()
-        return vectors
+        with calls_on(self._client):
+            if not self.show_progress_bar:
+                vectors: list[list[float]] = (await self._client.aembed(texts)).tolist()
+                return vectors
+            with progress_bar(True, len(texts), "Embedding") as bar:
+                parts = []
+                async for chunk, part, _ in aembed_chunks(self._client, texts, self._chunk):
+                    parts.append(part)
+                    bar.update(len(chunk))
+        return _joined(parts)
 
     async def aembed_query(self, text: str) -> list[float]:
         """Async :meth:`embed_query`."""
-        vector: list[float] = (await self._client.aembed_query(text)).tolist()
+        with calls_on(self._client):
+            vector: list[float] = (await self._client.aembed_query(text)).tolist()
         return vector
+
+    @property
+    def _chunk(self) -> int:
+        return self._client.profile.batching.max_inputs
 
     # -- copies and pickles: never the key, never the client's sockets -------------------------
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
@@ -120,3 +157,8 @@ class GuardedEmbeddings(BaseModel, Embeddings, ClientHealth):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         GuardedEmbeddings.__init__(self, **state["settings"])
+
+
+def _joined(parts: list[np.ndarray]) -> list[list[float]]:
+    vectors: list[list[float]] = [row for part in parts for row in part.tolist()]
+    return vectors

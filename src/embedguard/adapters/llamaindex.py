@@ -15,58 +15,49 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-from pydantic import Field, PrivateAttr, SecretStr
+import httpx
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError
 
 from embedguard._extras import require
+from embedguard.core._frozen import configuration_error
 from embedguard.core.client import EmbeddingClient
 from embedguard.core.config import ProviderProfile
 from embedguard.core.errors import ConfigurationError
-from embedguard.core.usage import Usage, track_usage
+from embedguard.core.usage import calls_on, track_usage
 
-from ._shared import SETTINGS, ClientHealth, resolve, take_source
+from ._shared import ClientHealth, build
 
 require("llama_index.core", "llamaindex")
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding  # noqa: E402
-from llama_index.core.instrumentation.events import BaseEvent  # noqa: E402
-from llama_index_instrumentation import get_dispatcher  # noqa: E402
+
+from ._llama_batches import BatchedEmbedding, EmbeddingUsageEvent  # noqa: E402
 
 __all__ = ["EmbeddingUsageEvent", "GuardedEmbedding"]
 
-_dispatcher = get_dispatcher(__name__)
+
+_MAX_REQUEST = 2048  # embed_batch_size above this means "let the client batch"
 
 
-class EmbeddingUsageEvent(BaseEvent):
-    """What one embedding call of :class:`GuardedEmbedding` used: tokens billed (as the
-    provider reported them), requests sent, texts served from the cache, and estimated cost."""
-
-    model_name: str
-    tokens: int
-    requests: int
-    cached: int
-    cost: float
-
-    @classmethod
-    def class_name(cls) -> str:
-        """The event's name in LlamaIndex's instrumentation."""
-        return "EmbeddingUsageEvent"
-
-
-_MAX_BATCH = 2048  # BaseEmbedding.embed_batch_size's upper bound
-
-
-class GuardedEmbedding(BaseEmbedding, ClientHealth):
+class GuardedEmbedding(BatchedEmbedding, ClientHealth):
     """LlamaIndex ``BaseEmbedding`` backed by an :class:`~embedguard.EmbeddingClient`.
 
     Batching, bounded concurrency, rate limits, retries, the circuit breaker, validation and
     metrics all happen in the client; this class only converts its float32 arrays to lists.
     There is no provider SDK underneath, so there is no second retry layer: the profile's
     :class:`~embedguard.RetryPolicy` is the only one. LlamaIndex's own machinery still works:
-    instrumentation events, callbacks, ``show_progress``, ``embeddings_cache``. The batch size
-    LlamaIndex hands over defaults to the profile's ``batching.max_inputs`` (at most 2048).
+    instrumentation events, callbacks, ``show_progress``, ``embeddings_cache``.
+
+    ``embed_batch_size`` is the texts per request (the profile's ``batching.max_inputs``, which
+    is its default); above 2048 it means "let the client batch". ``get_text_embedding_batch``
+    (used by ``VectorStoreIndex`` and ``IngestionPipeline``) sends all its batches at once under
+    the client's bound, with LlamaIndex's events, callbacks and progress bar per batch.
     Failures raise embedguard's typed errors (:class:`~embedguard.AuthenticationError`, ...).
 
-    Build it from a profile, from a client, or from keywords::
+    Build it from a profile, from a client, or from keywords, ``OpenAIEmbedding``'s and
+    ``AzureOpenAIEmbedding``'s included (``api_base``, ``max_retries``, ``timeout``,
+    ``additional_kwargs``, ``azure_endpoint``, ``azure_deployment``... map onto the profile;
+    see the README's table)::
 
         GuardedEmbedding(profiles.mistral())
         GuardedEmbedding(EmbeddingClient(profile, api_key=key))
@@ -74,20 +65,22 @@ class GuardedEmbedding(BaseEmbedding, ClientHealth):
 
     ``to_dict()``, ``to_json()`` and pickles never hold the key: rebuild with
     ``GuardedEmbedding.from_dict(data, api_key=key)`` or let unpickling read the environment.
-    A copy (``copy.copy``, ``copy.deepcopy``) shares the client: its connections, breaker and
-    metrics.
+    A copy (``copy.copy``, ``copy.deepcopy``) shares the client: its connections, breaker,
+    metrics and usage.
 
     Args:
         source: A :class:`~embedguard.ProviderProfile` or :class:`~embedguard.EmbeddingClient`.
         client: An :class:`~embedguard.EmbeddingClient` to use (you keep its settings).
         model: The model name (``model_name`` is accepted too); default: the profile's.
-        provider: A built-in profile name; default ``openai``, or the profile's.
+        provider: A built-in profile name; default ``openai`` (``azure`` when Azure keywords
+            are given), or the profile's.
         api_key: The key; default: read now from the provider's variable (``OPENAI_API_KEY``...).
         base_url: The endpoint root; default: the profile's, else the provider's variable.
         dimensions: The output vector size; default: the profile's.
         profile: A profile (keyword form of ``source``); the keywords above override it.
         **kwargs: ``BaseEmbedding`` fields (``embed_batch_size``, ``callback_manager``,
-            ``num_workers``, ``embeddings_cache``...).
+            ``num_workers``, ``embeddings_cache``...), ``token_provider``, ``http_client``,
+            ``async_http_client``, ``context_policy``, and the peers' keywords.
     """
 
     model_name: str = Field(frozen=True, description="The model name sent to the provider.")
@@ -96,8 +89,12 @@ class GuardedEmbedding(BaseEmbedding, ClientHealth):
     dimensions: int | None = Field(None, frozen=True, description="The output size.")
     api_key: SecretStr | None = Field(None, frozen=True, exclude=True, repr=False)
     profile: ProviderProfile = Field(frozen=True, description="The client's full profile.")
+    embed_batch_size: int = Field(
+        _MAX_REQUEST, gt=0, description="Texts per request; above 2048: let the client batch."
+    )
 
     _client: EmbeddingClient = PrivateAttr()
+    _owned: tuple[httpx.Client, httpx.AsyncClient] | None = PrivateAttr(None)
 
     def __init__(
         self,
@@ -107,17 +104,26 @@ class GuardedEmbedding(BaseEmbedding, ClientHealth):
         client: EmbeddingClient | None = None,
         **kwargs: Any,
     ) -> None:
-        if "model_name" in kwargs:
-            name = kwargs.pop("model_name")
-            if kwargs.setdefault("model", name) != name:
-                raise ConfigurationError("model and model_name disagree", field="model")
-        client = take_source(source, client, kwargs, type(self).model_fields)
-        settings = resolve({k: kwargs.pop(k) for k in SETTINGS if k in kwargs}, client)
-        settings["model_name"] = settings.pop("model")
+        if "show_progress_bar" in kwargs:
+            raise ConfigurationError(
+                "show_progress_bar is not supported: pass show_progress=True to "
+                "get_text_embedding_batch",
+                field="show_progress_bar",
+            )
+        size = kwargs.get("embed_batch_size")
+        brings_client = client is not None or isinstance(source, EmbeddingClient)
+        if isinstance(size, int) and 0 < size <= _MAX_REQUEST and not brings_client:
+            kwargs.setdefault("chunk_size", size)  # requests of this size, as the peer sends
+        built = build(source, client, kwargs, known=_BASE_FIELDS, owner=type(self).__name__)
+        fields = built.fields
+        fields["model_name"] = fields.pop("model")
         if kwargs.get("embed_batch_size") is None:
-            kwargs["embed_batch_size"] = min(settings["profile"].batching.max_inputs, _MAX_BATCH)
-        super().__init__(**settings, **kwargs)
-        self._client = client or EmbeddingClient(self.profile, api_key=self.api_key)
+            kwargs["embed_batch_size"] = fields["profile"].batching.max_inputs
+        try:
+            super().__init__(**fields, **kwargs)
+        except ValidationError as exc:
+            raise configuration_error(exc) from None
+        self._client, self._owned = built.client, built.owned
 
     @classmethod
     def class_name(cls) -> str:
@@ -128,13 +134,13 @@ class GuardedEmbedding(BaseEmbedding, ClientHealth):
     # Each call reports its usage as an EmbeddingUsageEvent (tokens, requests, cost), in the span
     # of LlamaIndex's own EmbeddingStartEvent/EmbeddingEndEvent.
     def _get_query_embedding(self, query: str) -> Embedding:
-        with track_usage() as usage:
+        with calls_on(self._client), track_usage() as usage:
             vector: Embedding = self._client.embed_query(query).tolist()
         self._report(usage)
         return vector
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
-        with track_usage() as usage:
+        with calls_on(self._client), track_usage() as usage:
             vector: Embedding = (await self._client.aembed_query(query)).tolist()
         self._report(usage)
         return vector
@@ -146,24 +152,16 @@ class GuardedEmbedding(BaseEmbedding, ClientHealth):
         return await self._aget_query_embedding(text)
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        with track_usage() as usage:
+        with calls_on(self._client), track_usage() as usage:
             vectors: list[Embedding] = self._client.embed(texts).tolist()
         self._report(usage)
         return vectors
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        with track_usage() as usage:
+        with calls_on(self._client), track_usage() as usage:
             vectors: list[Embedding] = (await self._client.aembed(texts)).tolist()
         self._report(usage)
         return vectors
-
-    def _report(self, usage: Usage) -> None:
-        _dispatcher.event(
-            EmbeddingUsageEvent(
-                model_name=self.model_name, tokens=usage.tokens, requests=usage.requests,
-                cached=usage.cached, cost=usage.cost,
-            )
-        )  # fmt: skip
 
     # -- copies and pickles: never the key, never the client's sockets -----------------------
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
@@ -177,3 +175,6 @@ class GuardedEmbedding(BaseEmbedding, ClientHealth):
         settings.pop("class_name", None)
         # Rebuild through __init__: a fresh client, the key read from the environment again.
         GuardedEmbedding.__init__(self, **settings)
+
+
+_BASE_FIELDS = frozenset(BaseEmbedding.model_fields) - {"model_name"}

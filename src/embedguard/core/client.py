@@ -15,6 +15,7 @@ from collections.abc import (
     Sequence,
 )
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import copy_context
 from itertools import islice
 from typing import Any, Self
 
@@ -179,6 +180,11 @@ class EmbeddingClient:
         if store is not None:
             spaces = [(ep.profile, ep.url) for ep in self._endpoints]
             self._cache = CacheView(store, spaces, metrics, owned=store is not cache)
+        owner = weakref.ref(self)  # usage blocks opened on this client (track_usage(owner=...))
+        for endpoint in self._endpoints:
+            endpoint.owner = owner
+        if self._cache is not None:
+            self._cache.owner = owner
         self._calls = Calls(self._endpoints, self._cache, coalesce_window)
         self._closed = False
         # A client dropped without close() still releases its sockets (no ResourceWarning).
@@ -266,7 +272,7 @@ class EmbeddingClient:
                         chunk = list(islice(source, size))
                         if not chunk:
                             break
-                        pending.append((offset, pool.submit(self.embed, chunk)))
+                        pending.append((offset, pool.submit(copy_context().run, self.embed, chunk)))
                         offset += len(chunk)
                     if not pending:
                         return

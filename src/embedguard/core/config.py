@@ -10,6 +10,11 @@ environment variables::
     assert ProviderProfile.from_toml(profile.to_toml()) == profile
     assert ProviderProfile.from_env(profile.to_env()) == profile
 
+Loading is layered: a built-in provider's profile is the base, and ``profiles.*`` keywords,
+:meth:`~ProviderProfile.evolve`, ``from_dict``, ``from_toml`` and ``from_env`` change only the
+fields they name, nested policies included; :meth:`~ProviderProfile.explain` shows every effective
+value and where it came from.
+
 Invalid values raise :class:`~embedguard.ConfigurationError` naming the field (dotted for nested
 policies, e.g. ``retry.max_retries``). Secrets never live in a profile: the key is given to the
 client or read from the environment variable the profile names (``api_key_env``).
@@ -21,19 +26,32 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, TypeVar
+from typing import Annotated, Any, Literal, Self, cast
 from urllib.parse import urlsplit
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
+    PrivateAttr,
     TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from ._frozen import Frozen as _Frozen
+from ._frozen import mapping as _mapping
+from ._layers import (
+    Label,
+    env_layer,
+    env_vars,
+    fields_set,
+    leaves,
+    nested,
+    overlay,
+    render_explanation,
+    timeouts_from_number,
+    toml_text,
+)
 from .errors import ConfigurationError
 
 __all__ = [
@@ -50,73 +68,7 @@ __all__ = [
 ProviderKind = Literal["openai", "azure", "mistral", "ollama", "openai_compatible", "local"]
 """The wire format (or in-process runtime) a profile talks to."""
 
-_T = TypeVar("_T", bound="_Frozen")
 _ENV_PREFIX = "EMBEDGUARD_"
-
-
-def _configuration_error(exc: ValidationError) -> ConfigurationError:
-    err = exc.errors()[0]
-    parts = [str(part) for part in err["loc"] if not isinstance(part, int)]
-    message = err["msg"].removeprefix("Value error, ")
-    inner = err.get("ctx", {}).get("error")
-    if isinstance(inner, ConfigurationError):  # a nested policy built from a dict
-        message = inner.reason
-        parts += [inner.field] if inner.field else []
-    return ConfigurationError(message, field=".".join(parts) or None)
-
-
-class _Frozen(BaseModel):
-    """Immutable, validated, value-equal; raises ConfigurationError instead of ValidationError."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise _configuration_error(exc) from None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _none_spelled_out(cls, data: Any) -> Any:
-        # TOML and environment variables have no null: the string "none" stands for None.
-        if isinstance(data, dict):
-            for key, value in data.items():
-                if (
-                    isinstance(value, str)
-                    and value.lower() == "none"
-                    and key in _NULLABLE.get(cls, frozenset())
-                ):
-                    data[key] = None
-        return data
-
-    def __repr_args__(self) -> Any:
-        # Compact repr: show only the fields that differ from their default.
-        for name, info in type(self).model_fields.items():
-            value = getattr(self, name)
-            if info.is_required() or value != info.get_default(call_default_factory=True):
-                yield name, value
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        """Build from a plain mapping (as produced by :meth:`to_dict`)."""
-        if not isinstance(data, Mapping):
-            raise ConfigurationError(f"expected a mapping, got {type(data).__name__}")
-        try:
-            return cls.model_validate(dict(data))
-        except ValidationError as exc:
-            raise _configuration_error(exc) from None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field (nested policies as dicts)."""
-        return self.model_dump(mode="json")
-
-    def evolve(self, **changes: Any) -> Self:
-        """Return a validated copy with ``changes`` applied (nested policies may be dicts)."""
-        merged = self.to_dict()
-        for key, value in changes.items():
-            merged[key] = value.to_dict() if isinstance(value, _Frozen) else value
-        return type(self).from_dict(merged)
 
 
 class Timeouts(_Frozen):
@@ -296,6 +248,18 @@ class ProviderProfile(_Frozen):
         pool_size: Maximum requests in flight from one client, and its connection pool size.
         metrics: Record metrics (``False`` turns the collector into a no-op).
         price_per_million_tokens: USD per 1M input tokens; ``None`` uses the built-in price table.
+
+    Settings are layered: a provider's built-in profile is the base, and :meth:`evolve`,
+    :meth:`from_dict`, :meth:`from_toml`, :meth:`from_env` and the ``profiles.*`` functions
+    change only the fields they name, nested ones included::
+
+        profiles.azure(retry={"max_retries": 6}).retry.initial_delay   # 2.0, Azure's
+        ProviderProfile.from_dict({"provider": "mistral", "batching": {"max_inputs": 64}})
+        # -> mistral's profile with max_inputs=64 (its 16,384-token request cap kept)
+
+    A policy object names the fields it was built with (``RetryPolicy(max_retries=6)`` names
+    one; ``policy.evolve(...)`` names all). :meth:`explain` shows every effective value and
+    where it came from.
     """
 
     provider: ProviderKind
@@ -318,12 +282,13 @@ class ProviderProfile(_Frozen):
     metrics: bool = True
     price_per_million_tokens: float | None = Field(None, ge=0)
 
+    _origins: dict[str, str] | None = PrivateAttr(None)  # dotted name -> where it came from
+    _base: str | None = PrivateAttr(None)  # the built-in profile the layers apply to
+
     @field_validator("timeouts", mode="before")
     @classmethod
     def _single_number_timeout(cls, value: Any) -> Any:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return {"request": float(value), "connect": min(float(value), 5.0)}
-        return value
+        return timeouts_from_number(value) or value
 
     @field_validator("base_url")
     @classmethod
@@ -342,83 +307,139 @@ class ProviderProfile(_Frozen):
             raise ValueError("extra_body must not set 'input' or 'model'")
         return self
 
+    def __eq__(self, other: object) -> bool:
+        # Equal settings are equal profiles, wherever the values came from.
+        if not isinstance(other, ProviderProfile):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # extra_body is a dict
+
+    # -- layers ----------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Build from a mapping: a built-in ``provider`` is the base, ``data`` changes it.
+
+        ``{"provider": "mistral", "batching": {"max_inputs": 64}}`` is Mistral's profile with
+        64 inputs per request; a full :meth:`to_dict` gives back the same profile.
+        """
+        return cls._load(_mapping(data), lambda path: "argument")
+
+    def evolve(self, **changes: Any) -> Self:
+        """Return a validated copy with ``changes`` applied.
+
+        A nested policy given as a dict (or a policy object) changes only the fields it names.
+        A new ``provider`` or ``model`` also selects a new base: the values that came from the
+        old provider's defaults (e.g. ``dimensions`` from the model) are taken from the new one,
+        while the values set explicitly are kept.
+        """
+        return self._apply(changes, lambda path: "argument")
+
+    def sources(self) -> dict[str, str]:
+        """Where each effective value came from, by dotted name (``retry.max_retries``).
+
+        ``provider default`` (the built-in profile), ``default`` (a profile built field by
+        field has no provider base), ``argument`` (keywords of ``profiles.*``, :meth:`evolve`,
+        :meth:`from_dict`), ``file PATH`` / ``TOML`` (:meth:`from_toml`) or ``env VARIABLE``
+        (:meth:`from_env`); the last layer that set a value wins.
+        """
+        origins = self._origins if self._origins is not None else fields_set(self)
+        fallback = "provider default" if self._base else "default"
+        return {path: origins.get(path, fallback) for path, _ in leaves(self)}
+
+    def explain(self) -> str:
+        """Every effective value with where it came from, as commented TOML.
+
+        Example::
+
+            >>> print(profiles.azure(retry={"max_retries": 6}).explain())  # doctest: +SKIP
+            # profile 'azure' (on the built-in azure profile): value  # source
+            provider = "azure"  # provider default
+            ...
+            [retry]
+            max_retries = 6     # argument
+            initial_delay = 2.0 # provider default
+
+        The text loads back with :meth:`from_toml` to an equal profile.
+        """
+        sources = self.sources()
+        rows = [(path, value, sources[path]) for path, value in leaves(self)]
+        base = f"on the built-in {self._base} profile" if self._base else "no built-in base"
+        return render_explanation(f"profile {self.name!r} ({base}): value  # source", rows)
+
+    def _with_origins(self, base: str | None, origins: Mapping[str, str]) -> Self:
+        self._base = base
+        self._origins = dict(origins)
+        return self
+
+    def _apply(self, layer: Mapping[str, Any], label: Label) -> Self:
+        """This profile with ``layer`` on top (rebased when it changes provider or model)."""
+        start: ProviderProfile = self
+        provider, model = layer.get("provider", self.provider), layer.get("model", self.model)
+        origins = dict(self._origins if self._origins is not None else fields_set(self))
+        if self._base is not None and (provider, model) != (self.provider, self.model):
+            rebased = _builtin(provider, model)
+            if rebased is not None:  # keep what was set explicitly, on the new base
+                kept = {
+                    p: v for p, v in leaves(self) if p in origins and p not in ("provider", "model")
+                }
+                start = rebased._apply(nested(kept), origins.__getitem__)
+                origins = {**(start._origins or {}), **origins}
+        values = start.to_dict()
+        overlay(values, origins, layer, label, _POLICIES)
+        return type(self)._validated(values)._with_origins(start._base, origins)
+
+    @classmethod
+    def _load(cls, data: dict[str, Any], label: Label) -> Self:
+        base = _builtin(data.get("provider"), data.get("model"))
+        if base is None:  # not a built-in provider: validation names what is wrong
+            return cls._validated(data)
+        return cast(Self, base._apply(data, label))
+
     # -- TOML -------------------------------------------------------------------------------
     @classmethod
-    def from_toml(cls, source: str | Path) -> ProviderProfile:
-        """Load from TOML text, or from a file when given a :class:`~pathlib.Path`."""
+    def from_toml(cls, source: str | Path) -> Self:
+        """Load from TOML text, or from a file when given a :class:`~pathlib.Path`.
+
+        Like :meth:`from_dict`: the file's ``provider`` selects the base, and a table such as
+        ``[retry]`` changes only the fields it lists.
+        """
         text = source.read_text(encoding="utf-8") if isinstance(source, Path) else source
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigurationError(f"invalid TOML: {exc}") from None
-        return cls.from_dict(data)
+        where = f"file {source}" if isinstance(source, Path) else "TOML"
+        return cls._load(data, lambda path: where)
 
     def to_toml(self) -> str:
         """Dump as TOML: scalars first, then one table per policy.
 
-        TOML has no null: a ``None`` whose default is also ``None`` is left out, any other
+        TOML has no null: a ``None`` that loading would also give is left out, any other
         ``None`` is written as the string ``"none"``.
         """
-        lines: list[str] = []
-        tables: list[str] = []
-        for key, value in _toml_items(self):
-            if isinstance(value, _Frozen):
-                tables.append(f"\n[{key}]")
-                tables.extend(f"{k} = {_toml_value(v)}" for k, v in _toml_items(value))
-            elif isinstance(value, dict):
-                tables.append(f"\n[{key}]")
-                tables.extend(f"{k} = {_toml_value(v)}" for k, v in value.items())
-            else:
-                lines.append(f"{key} = {_toml_value(value)}")
-        return "\n".join(lines + tables) + "\n"
+        base = _builtin(self.provider, self.model)
+        return toml_text(self, base.to_dict() if base is not None else {})
 
     # -- environment --------------------------------------------------------------------------
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, *, prefix: str = _ENV_PREFIX
-    ) -> ProviderProfile:
+    ) -> Self:
         """Load from variables such as ``EMBEDGUARD_MODEL`` and ``EMBEDGUARD_RETRY__MAX_RETRIES``.
 
         Nested policy fields use a double underscore; the value ``none`` means ``None``;
-        ``extra_body`` is given as JSON.
+        ``extra_body`` is given as JSON. ``EMBEDGUARD_PROVIDER`` is required and selects the
+        base: the variables change only the fields they name.
         """
-        env = os.environ if environ is None else environ
-        data: dict[str, Any] = {}
-        for key, raw in env.items():
-            if not key.startswith(prefix):
-                continue
-            path = key[len(prefix) :].lower().split("__")
-            value: Any = raw
-            if path == ["extra_body"]:
-                import json
-
-                try:
-                    value = json.loads(value)
-                except json.JSONDecodeError as exc:
-                    raise ConfigurationError(f"not JSON: {exc}", field="extra_body") from None
-            target = data
-            for part in path[:-1]:
-                target = target.setdefault(part, {})
-            target[path[-1]] = value
+        data, names = env_layer(os.environ if environ is None else environ, prefix)
         if "provider" not in data:
             raise ConfigurationError("is required", field=f"{prefix}PROVIDER")
-        return cls.from_dict(data)
+        return cls._load(data, lambda path: f"env {names.get(path, path)}")
 
     def to_env(self, *, prefix: str = _ENV_PREFIX) -> dict[str, str]:
         """Dump as environment variables (the inverse of :meth:`from_env`)."""
-        import json
-
-        out: dict[str, str] = {}
-        for key, value in self.to_dict().items():
-            if key == "extra_body":
-                if value:
-                    out[f"{prefix}EXTRA_BODY"] = json.dumps(value)
-            elif isinstance(value, dict):
-                for sub, subvalue in value.items():
-                    out[f"{prefix}{key}__{sub}".upper()] = _env_value(subvalue)
-            else:
-                out[f"{prefix}{key}".upper()] = _env_value(value)
-        return out
+        return env_vars(self.to_dict(), prefix)
 
 
 def check_url(value: str) -> str:
@@ -438,58 +459,17 @@ def check_url(value: str) -> str:
     return value.rstrip("/")
 
 
-def _toml_items(model: _Frozen) -> list[tuple[str, Any]]:
-    items = []
-    for name, info in type(model).model_fields.items():
-        value = getattr(model, name)
-        if value is None and not info.is_required() and info.get_default() is None:
-            continue
-        items.append((name, value))
-    return items
+def _builtin(provider: Any, model: Any) -> ProviderProfile | None:
+    """The built-in profile a layered profile starts from, or ``None`` for an unknown provider."""
+    from . import profiles
+
+    if not isinstance(provider, str) or provider not in profiles.names():
+        return None
+    return profiles.get(provider, **({} if model is None else {"model": model}))
 
 
-def _toml_value(value: Any) -> str:
-    if value is None:
-        return '"none"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        import json
-
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, dict):
-        inner = ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items())
-        return "{ " + inner + " }" if inner else "{}"
-    raise ConfigurationError(f"cannot write {type(value).__name__} to TOML")
-
-
-def _env_value(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _nullable_fields(model: type[BaseModel]) -> frozenset[str]:
-    return frozenset(
-        name
-        for name, info in model.model_fields.items()
-        if info.annotation is not None and type(None) in getattr(info.annotation, "__args__", ())
-    )
-
-
-_NULLABLE: dict[type, frozenset[str]] = {
-    model: _nullable_fields(model)
-    for model in (
-        Timeouts,
-        RetryPolicy,
-        BreakerPolicy,
-        BatchPolicy,
-        RateLimit,
-        CompressionPolicy,
-        ProviderProfile,
-    )
-}
+_POLICIES = frozenset(
+    name
+    for name, info in ProviderProfile.model_fields.items()
+    if isinstance(info.annotation, type) and issubclass(info.annotation, _Frozen)
+)

@@ -68,6 +68,10 @@ MODEL_DIMENSIONS: dict[str, int] = {
 }
 """Native output size of well-known models (used when a profile does not set ``dimensions``)."""
 
+_OPENAI, _MISTRAL, _OLLAMA, _LOCAL = (
+    "text-embedding-3-small", "mistral-embed", "nomic-embed-text", "all-MiniLM-L6-v2",
+)  # fmt: skip
+
 _LOCAL_SERVER: dict[str, Any] = {
     "timeouts": Timeouts(request=60.0, connect=5.0),
     "pool_size": 5,
@@ -79,20 +83,29 @@ _LOCAL_SERVER: dict[str, Any] = {
 }
 
 
-def _build(defaults: dict[str, Any], overrides: dict[str, Any]) -> ProviderProfile:
-    data = {**defaults, **overrides}
-    model = data.get("model")
-    if "dimensions" not in overrides and isinstance(model, str):
+def _build(defaults: dict[str, Any], overrides: dict[str, Any], *, named: bool) -> ProviderProfile:
+    """The provider's profile (``defaults``) with ``overrides`` on top.
+
+    The overrides are a layer: a nested policy given as a dict or a policy object changes only
+    the fields it names (``azure(retry={"max_retries": 6})`` keeps Azure's 2 s first backoff).
+    ``named`` says whether the caller chose the model (it is then an argument, not a default).
+    """
+    data = dict(defaults)
+    model = data["model"]
+    if isinstance(model, str):
         data.setdefault("dimensions", MODEL_DIMENSIONS.get(model))
-    return ProviderProfile(**data)
+    base = ProviderProfile(**data)._with_origins(
+        data["provider"], {"model": "argument"} if named else {}
+    )
+    return base.evolve(**overrides) if overrides else base
 
 
-def openai(model: str = "text-embedding-3-small", **overrides: Any) -> ProviderProfile:
+def openai(model: str = _OPENAI, **overrides: Any) -> ProviderProfile:
     """OpenAI's ``/v1/embeddings`` (key from ``OPENAI_API_KEY``)."""
-    return _build({"provider": "openai", "model": model}, overrides)
+    return _build({"provider": "openai", "model": model}, overrides, named=model != _OPENAI)
 
 
-def azure(model: str = "text-embedding-3-small", **overrides: Any) -> ProviderProfile:
+def azure(model: str = _OPENAI, **overrides: Any) -> ProviderProfile:
     """Azure OpenAI: a deployment URL with ``api-version``, or the ``/openai/v1`` form.
 
     Pass ``deployment=`` and ``api_version=`` for the classic form; the endpoint comes from
@@ -107,10 +120,10 @@ def azure(model: str = "text-embedding-3-small", **overrides: Any) -> ProviderPr
         "breaker": BreakerPolicy(success_threshold=3, open_timeout=60.0, half_open_timeout=60.0),
         "rate_limit": RateLimit(requests_per_minute=300, tokens_per_minute=300_000),
     }
-    return _build(defaults, overrides)
+    return _build(defaults, overrides, named=model != _OPENAI)
 
 
-def mistral(model: str = "mistral-embed", **overrides: Any) -> ProviderProfile:
+def mistral(model: str = _MISTRAL, **overrides: Any) -> ProviderProfile:
     """Mistral's ``/v1/embeddings`` (key from ``MISTRAL_API_KEY``).
 
     Mistral caps a request at 16,384 tokens in all, so batches are split by that budget too.
@@ -128,12 +141,13 @@ def mistral(model: str = "mistral-embed", **overrides: Any) -> ProviderProfile:
         "rate_limit": RateLimit(requests_per_minute=100, tokens_per_minute=100_000),
         "compression": CompressionPolicy(threshold_bytes=512),
     }
-    return _build(defaults, overrides)
+    return _build(defaults, overrides, named=model != _MISTRAL)
 
 
-def ollama(model: str = "nomic-embed-text", **overrides: Any) -> ProviderProfile:
+def ollama(model: str = _OLLAMA, **overrides: Any) -> ProviderProfile:
     """A local Ollama server's native ``/api/embed`` (no key; host from ``OLLAMA_HOST``)."""
-    return _build({"provider": "ollama", "model": model, **_LOCAL_SERVER}, overrides)
+    defaults = {"provider": "ollama", "model": model, **_LOCAL_SERVER}
+    return _build(defaults, overrides, named=model != _OLLAMA)
 
 
 def openai_compatible(model: str, **overrides: Any) -> ProviderProfile:
@@ -142,10 +156,11 @@ def openai_compatible(model: str, **overrides: Any) -> ProviderProfile:
     ``base_url`` is required (e.g. ``http://localhost:8000/v1``); any model name is accepted and
     texts are always sent as text, never token ids.
     """
-    return _build({"provider": "openai_compatible", "model": model, **_LOCAL_SERVER}, overrides)
+    defaults = {"provider": "openai_compatible", "model": model, **_LOCAL_SERVER}
+    return _build(defaults, overrides, named=True)
 
 
-def local(model: str = "all-MiniLM-L6-v2", **overrides: Any) -> ProviderProfile:
+def local(model: str = _LOCAL, **overrides: Any) -> ProviderProfile:
     """An in-process model (sentence-transformers); no network, no rate limit, breaker off."""
     defaults = {
         **_LOCAL_SERVER,
@@ -154,7 +169,7 @@ def local(model: str = "all-MiniLM-L6-v2", **overrides: Any) -> ProviderProfile:
         "timeouts": 10.0,
         "price_per_million_tokens": 0.0,
     }
-    return _build(defaults, overrides)
+    return _build(defaults, overrides, named=model != _LOCAL)
 
 
 _BUILTIN: dict[str, Callable[..., ProviderProfile]] = {

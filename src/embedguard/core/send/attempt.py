@@ -203,10 +203,11 @@ def attempt_flow(
                     items=len(batch.texts), tokens=tokens, latency=latency, bytes_raw=raw,
                     bytes_sent=sent, retry=attempts > 1, model=ep.profile.model, provider=ep.name,
                 )  # fmt: skip
-                if usage.tracking.get():
+                if usage.owners or usage.tracking.get():
                     usage.record(
-                        tokens=tokens, items=len(batch.texts), cost=tokens * ep.price / 1e6
-                    )
+                        tokens=tokens, items=len(batch.texts), cost=tokens * ep.price / 1e6,
+                        owner=ep.owner() if ep.owner is not None else None,
+                    )  # fmt: skip
                 if hooks.active:
                     _finished(ep, batch, attempts, request_id, latency, result)
                 return result.vectors

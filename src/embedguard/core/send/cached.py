@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
 import numpy as np
@@ -45,6 +45,7 @@ class CacheView:
             for profile, url in chain
         ]
         self._dimensions = chain[0][0].dimensions
+        self.owner: Callable[[], object] | None = None  # the client, for usage blocks on it
 
     def lookup(self, texts: Sequence[str], tokens: Sequence[int], kind: str) -> dict[int, Ref]:
         """Refs for the texts found in the cache, keyed by their position in ``texts``."""
@@ -62,7 +63,8 @@ class CacheView:
         self._metrics.record_cache(
             hits=len(hits), misses=len(texts) - len(hits), tokens_saved=saved
         )
-        usage.record(cached=len(hits))
+        if usage.owners or usage.tracking.get():
+            usage.record(cached=len(hits), owner=self.owner() if self.owner else None)
         if not hits:
             return {}
         future: Future[GroupResult] = Future()

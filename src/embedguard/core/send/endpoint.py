@@ -98,6 +98,7 @@ class Endpoint:
         self.circuit_open = False
         self.lock = threading.Lock()
         self.executor: ThreadPoolExecutor | None = None  # runs a sync call's batches
+        self.owner: Callable[[], object] | None = None  # the client, for usage blocks on it
         breaker.add_listener(self._circuit_changed)
 
     def __repr__(self) -> str:

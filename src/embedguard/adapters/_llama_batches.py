@@ -1,0 +1,141 @@
+"""LlamaIndex's batch methods over one client call, and the usage event (see ``llamaindex``).
+
+Imported by :mod:`embedguard.adapters.llamaindex` only, after it checked that LlamaIndex is
+installed.
+"""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
+
+from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
+from llama_index.core.callbacks import CBEventType, EventPayload
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.instrumentation.events.embedding import (
+    EmbeddingEndEvent,
+    EmbeddingStartEvent,
+)
+from llama_index_instrumentation import get_dispatcher
+
+from embedguard.core.usage import Usage, calls_on, track_usage
+
+from ._chunks import Chunk, aembed_chunks, embed_chunks, progress_bar, sliced
+
+if TYPE_CHECKING:
+    from embedguard.core.client import EmbeddingClient
+
+__all__ = ["BatchedEmbedding", "EmbeddingUsageEvent"]
+
+_dispatcher = get_dispatcher("embedguard.adapters.llamaindex")
+
+
+class EmbeddingUsageEvent(BaseEvent):
+    """What one embedding call of :class:`GuardedEmbedding` used: tokens billed (as the
+    provider reported them), requests sent, texts served from the cache, and estimated cost."""
+
+    model_name: str
+    tokens: int
+    requests: int
+    cached: int
+    cost: float
+
+    @classmethod
+    def class_name(cls) -> str:
+        """The event's name in LlamaIndex's instrumentation."""
+        return "EmbeddingUsageEvent"
+
+
+class BatchedEmbedding(BaseEmbedding):
+    """A ``BaseEmbedding`` whose batch methods hand the whole list to ``_client``."""
+
+    if TYPE_CHECKING:
+        _client: EmbeddingClient
+
+    # -- batches: the whole list to the client, LlamaIndex's events and progress per batch ----
+    @_dispatcher.span
+    def get_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: Any
+    ) -> list[Embedding]:
+        """Embed ``texts``: one client call (its batching and concurrency), events per batch.
+
+        With ``show_progress`` the batches of ``embed_batch_size`` are separate calls, all in
+        flight at once, so that the bar advances as each is done.
+        """
+        if self.embeddings_cache is not None or self.rate_limiter is not None:
+            return super().get_text_embedding_batch(texts, show_progress, **kwargs)
+        with (
+            calls_on(self._client),
+            progress_bar(show_progress, len(texts), "Generating embeddings") as bar,
+        ):
+            ids = self._start(texts)
+            if bar is None:
+                with track_usage() as usage:
+                    vectors = self._client.embed(texts)
+                chunks = sliced(texts, vectors, usage, self._size)
+            else:
+                chunks = embed_chunks(self._client, texts, self._size)
+            return [v for i, c in zip(ids, chunks, strict=True) for v in self._end(i, c, bar)]
+
+    @_dispatcher.span
+    async def aget_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: Any
+    ) -> list[Embedding]:
+        """Async :meth:`get_text_embedding_batch`."""
+        if self.embeddings_cache is not None or self.rate_limiter is not None:
+            return await super().aget_text_embedding_batch(texts, show_progress, **kwargs)
+        out: list[Embedding] = []
+        with (
+            calls_on(self._client),
+            progress_bar(show_progress, len(texts), "Generating embeddings") as bar,
+        ):
+            ids = iter(self._start(texts))
+            if bar is None:
+                with track_usage() as usage:
+                    vectors = await self._client.aembed(texts)
+                for chunk in sliced(texts, vectors, usage, self._size):
+                    out += self._end(next(ids), chunk, bar)
+                return out
+            async with aclosing(aembed_chunks(self._client, texts, self._size)) as chunks:
+                async for chunk in chunks:
+                    out += self._end(next(ids), chunk, bar)
+        return out
+
+    @property
+    def _size(self) -> int:
+        return self.embed_batch_size
+
+    def _start(self, texts: list[str]) -> list[str]:
+        model_dict = self.to_payload()
+        ids = []
+        for _ in range(0, len(texts), self._size):
+            _dispatcher.event(EmbeddingStartEvent(model_dict=model_dict))
+            ids.append(
+                self.callback_manager.on_event_start(
+                    CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: model_dict}
+                )
+            )
+        return ids
+
+    def _end(self, event_id: str, chunk: Chunk, bar: Any) -> list[Embedding]:
+        texts, vectors, usage = chunk
+        embeddings: list[Embedding] = vectors.tolist()
+        if usage is not None:
+            self._report(usage)
+        _dispatcher.event(EmbeddingEndEvent(chunks=list(texts), embeddings=embeddings))
+        self.callback_manager.on_event_end(
+            CBEventType.EMBEDDING,
+            payload={EventPayload.CHUNKS: list(texts), EventPayload.EMBEDDINGS: embeddings},
+            event_id=event_id,
+        )
+        if bar is not None:
+            bar.update(len(texts))
+        return embeddings
+
+    def _report(self, usage: Usage) -> None:
+        _dispatcher.event(
+            EmbeddingUsageEvent(
+                model_name=self.model_name, tokens=usage.tokens, requests=usage.requests,
+                cached=usage.cached, cost=usage.cost,
+            )
+        )  # fmt: skip

@@ -1,0 +1,309 @@
+"""The peers' keyword arguments, translated: so that swapping the class is the only change.
+
+LangChain's ``OpenAIEmbeddings`` / ``AzureOpenAIEmbeddings`` and LlamaIndex's ``OpenAIEmbedding``
+/ ``AzureOpenAIEmbedding`` take keywords that embedguard spells differently or holds elsewhere.
+:func:`translate` sorts them into four kinds:
+
+* **aliases**: another name for an embedguard setting (``openai_api_key`` -> ``api_key``,
+  ``azure_endpoint`` -> ``base_url``, ``azure_deployment`` -> the profile's ``deployment``...);
+* **mapped**: a meaning embedguard holds in the profile or the client (``max_retries`` ->
+  ``retry.max_retries``, ``timeout`` -> ``timeouts``, ``chunk_size`` -> ``batching.max_inputs``,
+  ``model_kwargs`` -> ``extra_body``, ``default_headers`` -> request headers...);
+* **ignored**, with one warning: settings of the peer's own tokenizer or SDK client, for which
+  embedguard does its own thing (``tiktoken_enabled``, ``check_embedding_ctx_length``...);
+* **refused**: a one-line :class:`~embedguard.ConfigurationError` naming the equivalent.
+
+No framework imports: both adapters share it. The README's table is :data:`TABLE`.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from embedguard.core.errors import ConfigurationError
+
+__all__ = ["TABLE", "Translated", "translate"]
+
+# Another name for an embedguard keyword (peer name -> ours).
+_ALIASES = {
+    "openai_api_key": "api_key",
+    "openai_api_base": "base_url",
+    "api_base": "base_url",
+    "azure_endpoint": "base_url",
+    "openai_api_version": "api_version",
+    "azure_deployment": "deployment",
+    "deployment_name": "deployment",
+    "deployment_id": "deployment",
+    "model_name": "model",
+    "openai_organization": "organization",
+    "request_timeout": "timeout",
+    "http_async_client": "async_http_client",
+    "azure_ad_token_provider": "token_provider",
+    "model_kwargs": "extra_body",
+    "additional_kwargs": "extra_body",
+    "default_headers": "headers",
+    "default_query": "params",
+    "openai_proxy": "proxy",
+}
+
+# Settings of the peer's own tokenizer or SDK client: accepted, ignored, one warning.
+_IGNORED = {
+    "tiktoken_enabled": "embedguard counts tokens itself (tiktoken when its files are cached)",
+    "tiktoken_model_name": "embedguard counts tokens itself (tiktoken when its files are cached)",
+    "allowed_special": "texts are sent as text, never as token ids",
+    "disallowed_special": "texts are sent as text, never as token ids",
+    "check_embedding_ctx_length": (
+        "a text over batching.max_tokens_per_input follows the client's context_policy "
+        "('error' by default; pass context_policy='chunk' to split and average as the peer does)"
+    ),
+    "mode": "it only picks engines of retired models; the model name is sent as given",
+    "reuse_client": "embedguard keeps one connection pool per client",
+    "validate_base_url": "embedguard always checks base_url",
+}
+
+# Peer settings with no place here: the error names what to do instead.
+_REFUSED = {
+    "skip_empty": "embedguard refuses empty texts before sending (InputValidationError); "
+    "drop them before embedding",
+    "async_client": "embedguard's client is sync and async: pass client=EmbeddingClient(...)",
+    "azure_ad_async_token_provider": "pass a sync token_provider= (called for each request)",
+    "use_azure_ad": "pass token_provider=azure.identity.get_bearer_token_provider("
+    "DefaultAzureCredential(), 'https://cognitiveservices.azure.com/.default')",
+}
+
+# Mapped onto the profile: keyword -> (policy, field).
+_POLICY_FIELDS = {
+    "max_retries": ("retry", "max_retries"),
+    "retry_min_seconds": ("retry", "initial_delay"),
+    "retry_max_seconds": ("retry", "max_delay"),
+    "chunk_size": ("batching", "max_inputs"),
+    "embedding_ctx_length": ("batching", "max_tokens_per_input"),
+}
+_PROFILE_FIELDS = ("deployment", "api_version")
+_CLIENT_OPTIONS = ("token_provider", "http_client", "async_http_client", "context_policy")
+_AZURE_HINTS = ("azure_endpoint", "azure_deployment", "deployment_name", "azure_ad_token",
+                "azure_ad_token_provider", "deployment_id")  # fmt: skip
+_DEPLOYMENT_URL = re.compile(r"^(?P<root>.+?)/openai/deployments/(?P<deployment>[^/?#]+)/?$")
+
+TABLE: list[tuple[str, str]] = [
+    *((name, f"alias of `{ours}`") for name, ours in _ALIASES.items()),
+    *((name, f"`{policy}.{sub}`") for name, (policy, sub) in _POLICY_FIELDS.items()),
+    ("timeout", "`timeouts` (a number: request, and connect up to 5 s; (connect, read); or "
+                "an httpx.Timeout)"),
+    ("organization", "the `OpenAI-Organization` header"),
+    ("headers", "headers on every request (the adapter's own httpx clients)"),
+    ("params", "query parameters on every request (the adapter's own httpx clients)"),
+    ("proxy", "the proxy of the adapter's own httpx clients"),
+    ("extra_body", "`extra_body`; its `dimensions` and `encoding_format` keys go to the "
+                   "profile fields of those names"),
+    ("openai_api_type", "`provider` (`azure`/`azure_ad` -> azure, `openai` -> openai)"),
+    ("azure_ad_token", "`token_provider` returning that token"),
+    ("show_progress_bar", "a tqdm bar per request-sized chunk (LangChain)"),
+    *((name, f"ignored, with a warning: {why}") for name, why in _IGNORED.items()),
+    *((name, f"refused: {what}") for name, what in _REFUSED.items()),
+]  # fmt: skip
+"""Every peer keyword and what it becomes (the README's table)."""
+
+
+@dataclass
+class Translated:
+    """What the peer keywords mean here, sorted by where each lands."""
+
+    settings: dict[str, Any] = field(default_factory=dict)  # the adapter's own keywords
+    layer: dict[str, Any] = field(default_factory=dict)  # profile changes (evolve semantics)
+    options: dict[str, Any] = field(default_factory=dict)  # EmbeddingClient keywords
+    http: dict[str, Any] = field(default_factory=dict)  # headers / params / proxy
+    show_progress: bool | None = None
+
+    def empty(self) -> bool:
+        """Nothing that would change the profile, the client or its connections."""
+        return not (self.settings or self.layer or self.options or self.http)
+
+
+def translate(kwargs: dict[str, Any], *, owner: str) -> Translated:
+    """Take the peer and client keywords out of ``kwargs``; what stays is for the caller.
+
+    Args:
+        kwargs: The adapter's keyword arguments (changed in place).
+        owner: The adapter's class name, for the warning about ignored keywords.
+
+    Raises:
+        ConfigurationError: A refused keyword (the message names the equivalent), two
+            aliases that disagree, or a value of the wrong kind.
+    """
+    out = Translated()
+    canon: dict[str, Any] = {}
+    azure = False  # Azure keywords without a provider or profile select the azure profile
+    for name in list(kwargs):
+        if name in _REFUSED:
+            raise ConfigurationError(f"{name} is not supported: {_REFUSED[name]}", field=name)
+        ours = _ALIASES.get(name, name)
+        if ours == name and name not in _KNOWN:
+            continue
+        value = kwargs.pop(name)
+        azure = azure or (name in _AZURE_HINTS and bool(value))
+        if ours in canon and canon[ours] != value:
+            raise ConfigurationError(f"{name} and {ours} disagree", field=ours)
+        canon[ours] = value
+    ignored = [name for name in canon if name in _IGNORED]
+    if ignored:
+        reasons = "; ".join(f"{name}: {_IGNORED[name]}" for name in ignored)
+        warnings.warn(f"{owner} ignores {reasons}", UserWarning, stacklevel=4)
+    for name, value in canon.items():
+        if name not in _IGNORED:
+            _HANDLERS.get(name, _setting)(out, name, value)
+    azure = azure or canon.get("openai_api_type") in ("azure", "azure_ad")
+    azure = azure or "deployment" in out.layer  # e.g. from a .../openai/deployments/{name} URL
+    if azure and "provider" not in out.settings and "profile" not in out.settings:
+        out.settings["provider"] = "azure"
+    return out
+
+
+# -- handlers: one per embedguard meaning ------------------------------------------------------
+def _setting(out: Translated, name: str, value: Any) -> None:
+    if value is not None:
+        _put(out.settings, name, value)
+
+
+def _put(target: dict[str, Any], name: str, value: Any) -> None:
+    if target.get(name, value) != value:
+        raise ConfigurationError(f"two values given for {name}", field=name)
+    target[name] = value
+
+
+def _api_key(out: Translated, name: str, value: Any) -> None:
+    if callable(value) and not isinstance(value, SecretStr):
+        raise ConfigurationError(
+            "api_key must be a string; for Microsoft Entra ID tokens pass token_provider=",
+            field="api_key",
+        )
+    _setting(out, "api_key", value)
+
+
+def _base_url(out: Translated, name: str, value: Any) -> None:
+    if value is None:
+        return
+    match = _DEPLOYMENT_URL.match(str(value))
+    if match:  # LangChain's Azure form: {endpoint}/openai/deployments/{deployment}
+        out.settings["base_url"] = match["root"]
+        out.layer.setdefault("deployment", match["deployment"])
+    else:
+        out.settings["base_url"] = value
+
+
+def _profile_field(out: Translated, name: str, value: Any) -> None:
+    if value not in (None, ""):  # LlamaIndex's api_version defaults to ""
+        out.layer[name] = value
+
+
+def _policy_field(out: Translated, name: str, value: Any) -> None:
+    if value is not None:
+        policy, sub = _POLICY_FIELDS[name]
+        out.layer.setdefault(policy, {})[sub] = value
+
+
+def _timeout(out: Translated, name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, httpx.Timeout):
+        longest = max((t for t in (value.read, value.write, value.pool) if t), default=None)
+        out.layer["timeouts"] = {
+            **({"request": longest} if longest else {}),
+            **({"connect": value.connect} if value.connect else {}),
+        }
+    elif isinstance(value, tuple) and len(value) == 2:
+        out.layer["timeouts"] = {"connect": value[0], "request": value[1]}
+    else:
+        out.layer["timeouts"] = value  # a number: validated by the profile
+
+
+def _extra_body(out: Translated, name: str, value: Any) -> None:
+    if not value:
+        return
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"expected a dict, got {type(value).__name__}", field=name)
+    body = dict(value)
+    for key in ("dimensions", "encoding_format"):  # the profile has fields for these
+        if key in body:
+            _put(out.settings if key == "dimensions" else out.layer, key, body.pop(key))
+    if body:
+        out.layer["extra_body"] = body
+
+
+def _http(out: Translated, name: str, value: Any) -> None:
+    if value:
+        if name == "headers":
+            out.http.setdefault("headers", {}).update(value)
+        else:
+            out.http[name] = value
+
+
+def _organization(out: Translated, name: str, value: Any) -> None:
+    if value:
+        out.http.setdefault("headers", {})["OpenAI-Organization"] = str(value)
+
+
+def _api_type(out: Translated, name: str, value: Any) -> None:
+    if value in (None, "openai", "azure", "azure_ad"):
+        return  # azure is inferred in translate(); openai is the default
+    raise ConfigurationError(
+        f"openai_api_type={value!r} is not supported: pass provider= (openai, azure, mistral, "
+        "ollama, openai_compatible)",
+        field="openai_api_type",
+    )
+
+
+def _azure_ad_token(out: Translated, name: str, value: Any) -> None:
+    if value:
+        token = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        out.options["token_provider"] = _Constant(token)
+
+
+def _option(out: Translated, name: str, value: Any) -> None:
+    if value is not None:
+        out.options[name] = value
+
+
+def _progress(out: Translated, name: str, value: Any) -> None:
+    out.show_progress = bool(value)
+
+
+class _Constant:
+    """A token provider returning one fixed token (kept out of ``repr``)."""
+
+    __slots__ = ("_token",)
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self) -> str:
+        return self._token
+
+    def __repr__(self) -> str:
+        return "_Constant(token=**********)"
+
+
+_HANDLERS: dict[str, Callable[[Translated, str, Any], None]] = {
+    "api_key": _api_key,
+    "base_url": _base_url,
+    **dict.fromkeys(_PROFILE_FIELDS, _profile_field),
+    **dict.fromkeys(_POLICY_FIELDS, _policy_field),
+    "timeout": _timeout,
+    "extra_body": _extra_body,
+    **dict.fromkeys(("headers", "params", "proxy"), _http),
+    "organization": _organization,
+    "openai_api_type": _api_type,
+    "azure_ad_token": _azure_ad_token,
+    **dict.fromkeys(_CLIENT_OPTIONS, _option),
+    "show_progress_bar": _progress,
+}
+_KNOWN = frozenset(
+    [*_HANDLERS, *_IGNORED, *_ALIASES.values(), "provider", "profile", "model", "dimensions"]
+)
