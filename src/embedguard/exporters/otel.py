@@ -2,4 +2,4 @@
 
 from ..core.export.otel import SCHEMA_URL, OpenTelemetryHook, provider_name
 
-__all__ = ["OpenTelemetryHook", "SCHEMA_URL", "provider_name"]
+__all__ = ["SCHEMA_URL", "OpenTelemetryHook", "provider_name"]
