@@ -61,7 +61,7 @@ def test_package_is_typed() -> None:
 
 
 def test_public_modules_export_what_they_name() -> None:
-    """The stable public modules (events, usage, cache, exporters) export documented names, once each."""
+    """The public modules (events, usage, cache, exporters) export documented names, once each."""
     for name in ("events", "usage", "cache", "exporters.prometheus", "exporters.otel"):
         module = importlib.import_module(f"embedguard.{name}")
         assert len(set(module.__all__)) == len(module.__all__)
