@@ -346,17 +346,33 @@ def test_demo_runs_end_to_end_offline() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_demo_uses_openai_when_a_key_is_set() -> None:
-    """With OPENAI_API_KEY set the demo runs over HTTP (here: the loopback server)."""
+@pytest.mark.slow
+def test_demo_stays_offline_when_a_key_is_set() -> None:
+    """With OPENAI_API_KEY set and no --provider, the demo still runs offline and says so."""
+    pytest.importorskip("langchain_core")
+    pytest.importorskip("sentence_transformers")
+    with EmbeddingServer(vectors="lexical") as server:
+        result = run("demo", env={"OPENAI_BASE_URL": server.base_url("openai")}, timeout=300)
+        requests = len(server.requests)
+    assert result.returncode == 0, result.stderr
+    assert requests == 0  # nothing went to the (here: loopback) paid API
+    out = result.stdout
+    assert "provider: local / all-MiniLM-L6-v2 (in-process, offline, no key;" in out
+    assert "OPENAI_API_KEY is set but not used; --provider openai uses it" in out
+    assert "6 of 6 questions got a passage from the expected topic first" in out
+
+
+def test_demo_uses_openai_when_asked() -> None:
+    """With --provider openai the demo runs over HTTP (here: the loopback server)."""
     pytest.importorskip("langchain_core")
     with EmbeddingServer(vectors="lexical") as server:
-        result = run("demo", env={"OPENAI_BASE_URL": server.base_url("openai")})
+        env = {"OPENAI_BASE_URL": server.base_url("openai")}
+        result = run("demo", "--provider", "openai", env=env)
         requests = len(server.requests)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert (
-        "provider: openai / text-embedding-3-small (over HTTP; chosen because OPENAI_API_KEY" in out
-    )
+    chosen = "provider: openai / text-embedding-3-small (over HTTP; chosen by --provider openai)"
+    assert chosen in out
     assert "[1/4] Checking the openai endpoint" in out and "1536-dimensional vectors" in out
     assert "300 passages embedded" in out and "Q6." in out
     assert f"requests  {requests} total, {requests} ok" in out  # 1 + 10 batches + 6 questions

@@ -94,7 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     metrics.add_argument("file", type=Path)
 
     demo = commands.add_parser("demo", help="offline retrieval demo over a bundled corpus")
-    demo.add_argument("--provider", choices=profiles.names(), help="default: local")
+    demo.add_argument(
+        "--provider", choices=profiles.names(),
+        help="default: local (offline, even when OPENAI_API_KEY is set)",
+    )  # fmt: skip
     demo.add_argument("--model", help="model name (overrides the profile's)")
     return parser
 
