@@ -17,6 +17,7 @@ client or read from the environment variable the profile names (``api_key_env``)
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -24,7 +25,15 @@ from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigurationError
 
@@ -230,7 +239,10 @@ class ProviderProfile(_Frozen):
         deployment: Azure deployment name (classic ``/openai/deployments/{deployment}`` URLs).
         api_version: Azure ``api-version``; ``None`` with no deployment uses ``/openai/v1``.
         encoding_format: Ask OpenAI-style servers for ``base64`` (compact) or ``float`` vectors.
-        extra_body: Extra JSON fields sent with every request (e.g. Ollama's ``keep_alive``).
+        extra_body: Extra JSON fields sent with every request, nested values included (e.g.
+            Ollama's ``{"keep_alive": "5m", "options": {"num_ctx": 8192}}``); they override
+            the codec's own fields of the same name. ``null`` and non-finite numbers are
+            refused (TOML has no null; JSON has no NaN).
         timeouts: Per-request timeouts; a single number sets both.
         pool_size: Maximum requests in flight from one client, and its connection pool size.
         metrics: Record metrics (``False`` turns the collector into a no-op).
@@ -246,7 +258,7 @@ class ProviderProfile(_Frozen):
     deployment: str | None = None
     api_version: str | None = None
     encoding_format: Literal["base64", "float"] = "base64"
-    extra_body: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    extra_body: dict[str, JsonValue] = Field(default_factory=dict)
     timeouts: Timeouts = Timeouts()
     pool_size: int = Field(20, ge=1, le=1024)
     retry: RetryPolicy = RetryPolicy()
@@ -270,6 +282,13 @@ class ProviderProfile(_Frozen):
         if value is None:
             return None
         return check_url(value)
+
+    @field_validator("extra_body")
+    @classmethod
+    def _extra_body_is_plain_json(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        for key, item in value.items():
+            _check_json(item, key)
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -306,7 +325,7 @@ class ProviderProfile(_Frozen):
                 tables.extend(f"{k} = {_toml_value(v)}" for k, v in _toml_items(value))
             elif isinstance(value, dict):
                 tables.append(f"\n[{key}]")
-                tables.extend(f"{k} = {_toml_value(v)}" for k, v in value.items())
+                tables.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
             else:
                 lines.append(f"{key} = {_toml_value(value)}")
         return "\n".join(lines + tables) + "\n"
@@ -377,6 +396,25 @@ def check_url(value: str) -> str:
     return value.rstrip("/")
 
 
+_MAX_JSON_DEPTH = 32
+
+
+def _check_json(value: JsonValue, where: str, depth: int = 0) -> None:
+    """Refuse what a request body or a TOML file cannot carry faithfully."""
+    if depth > _MAX_JSON_DEPTH:
+        raise ValueError(f"{where}: nested deeper than {_MAX_JSON_DEPTH} levels")
+    if value is None:
+        raise ValueError(f"{where}: null is not supported (TOML has no null); leave it out")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: {value} is not a finite number (JSON has no NaN/infinity)")
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_json(item, f"{where}[{index}]", depth + 1)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_json(item, f"{where}.{key}", depth + 1)
+
+
 def _toml_items(model: _Frozen) -> list[tuple[str, Any]]:
     items = []
     for name, info in type(model).model_fields.items():
@@ -399,9 +437,19 @@ def _toml_value(value: Any) -> str:
 
         return json.dumps(value)  # a JSON string is a valid TOML basic string
     if isinstance(value, dict):
-        inner = ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items())
+        inner = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
         return "{ " + inner + " }" if inner else "{}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise ConfigurationError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_key(key: str) -> str:
+    """A bare TOML key when it can be one, else a quoted one (``"top-k"``, ``"a.b"``)."""
+    import json
+
+    bare = key and all(c.isascii() and (c.isalnum() or c in "_-") for c in key)
+    return key if bare else json.dumps(key)
 
 
 def _env_value(value: Any) -> str:
