@@ -51,7 +51,7 @@ def test_a_checkpoint_of_another_format_is_refused_by_name(tmp_path: Path) -> No
     directory = tmp_path / "out.partial"
     directory.mkdir()
     (directory / "manifest.json").write_text(json.dumps({"version": 1}), "utf-8")
-    with pytest.raises(CheckpointError, match="another embedguard version.*--no-resume"):
+    with pytest.raises(CheckpointError, match=r"another embedguard version.*--no-resume"):
         Checkpoint(directory, SETTINGS).open(resume=True, input_sha256="a")
     notes = Checkpoint(directory, SETTINGS).open(resume=False, input_sha256="a")
     assert notes == [f"discarded the checkpoint in {directory} (--no-resume)"]
