@@ -41,7 +41,7 @@ def test_a_damaged_chunk_is_skipped(tmp_path: Path) -> None:
     checkpoint.open(resume=True, input_sha256="a")
     checkpoint.save([checkpoint.key("x")], _vectors(1))
     checkpoint.save([checkpoint.key("y")], _vectors(1))
-    first = sorted((tmp_path / "out.partial").glob("chunk-*.npz"))[0]
+    first = sorted((tmp_path / "out.partial").glob("chunk-*.npy"))[0]
     first.write_bytes(first.read_bytes()[:40])
     assert len(checkpoint.load()) == 1
 

@@ -44,6 +44,9 @@ from .core.metrics import MetricsSnapshot
 __all__ = ["main"]
 
 _USAGE, _FAILED, _INTERRUPTED = 2, 1, 130
+# The largest call the client sends as one request: it splits bigger ones over its pool
+# (core.planning.plan_batches, min_batch_inputs).
+_REQUEST_TEXTS = 32
 
 
 class _UsageError(Exception):
@@ -237,11 +240,17 @@ def _embed(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise _UsageError(f"cannot read the input: {_os_message(exc)}") from None
     # A chunk is one request's worth, saved the moment it completes: all a Ctrl-C can lose is
-    # the requests in flight. A few chunks run at once. An in-process model runs one batch at
-    # a time on one worker, so concurrent batches would only queue there (and the queueing
-    # counts against each batch's timeout): one chunk at a time.
-    concurrency = 1 if profile.provider == "local" else min(profile.pool_size, 4)
-    chunk_size = args.chunk_size or profile.batching.max_inputs
+    # the requests in flight. The client splits a call of more than _REQUEST_TEXTS texts over
+    # its pool, so a chunk holds at most that many, and as many chunks run at once as the
+    # profile allows requests in flight. An in-process model runs one batch at a time on one
+    # worker, so concurrent batches would only queue there (and the queueing counts against
+    # each batch's timeout): one chunk of a full batch at a time.
+    if profile.provider == "local":
+        concurrency, default_chunk = 1, profile.batching.max_inputs
+    else:
+        concurrency = profile.pool_size
+        default_chunk = min(profile.batching.max_inputs, _REQUEST_TEXTS)
+    chunk_size = args.chunk_size or default_chunk
     checkpoint = Checkpoint(
         output.with_name(output.name + ".partial"), checkpoint_settings(profile)
     )
