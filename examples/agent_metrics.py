@@ -14,7 +14,6 @@ succeed. The script prints the breaker's transitions and the final metrics.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections import Counter
@@ -74,7 +73,7 @@ async def run(provider: str | None) -> None:
                 print(
                     f"[{elapsed():4.1f} s] circuit={state:<9} ok={s.successful_requests:<3} "
                     f"failed={s.failed_requests:<3} retries={s.retried_requests:<3} "
-                    f"rejected={s.rejected_requests}"
+                    f"rejected calls={s.rejected_calls}"
                 )
                 await asyncio.sleep(0.1)
 
@@ -93,11 +92,17 @@ async def run(provider: str | None) -> None:
         watcher = asyncio.create_task(reader(stop))
         await asyncio.gather(outage(), *(agent(i) for i in range(AGENTS)))
         # Late health checks, in case the last agents finished while the breaker was still open.
+        # They are calls too: the metrics count them, so they are counted here as well.
         deadline = time.monotonic() + 5.0
         while embeddings.circuit_state is not CircuitState.CLOSED and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-            with contextlib.suppress(CircuitOpenError, ProviderError):
+            try:
                 await embeddings.aembed_query("health check")
+                outcomes["health check ok"] += 1
+            except CircuitOpenError:
+                outcomes["health check rejected (circuit open)"] += 1
+            except ProviderError as exc:
+                outcomes[f"health check failed ({type(exc).__name__})"] += 1
         stop.set()
         await watcher
 
@@ -106,13 +111,17 @@ async def run(provider: str | None) -> None:
             print(f"  {at:4.2f} s  {old.value} -> {new.value}")
         snap = embeddings.metrics()
         verdicts = Counter(new for _, old, new in transitions if old is CircuitState.HALF_OPEN)
-        print(f"Breaker: opened {snap.breaker_opens}x; rejected {snap.rejected_requests} calls "
-              f"without sending them; half-opened {snap.breaker_half_opens}x to probe "
+        # A call is one aembed_query; calls arriving together share one batch (one request), so
+        # the breaker refuses fewer batches than calls.
+        print(f"Breaker: opened {snap.breaker_opens}x; rejected {snap.rejected_calls} calls "
+              f"({snap.rejected_requests} batches) without sending them; "
+              f"half-opened {snap.breaker_half_opens}x to probe "
               f"({verdicts[CircuitState.OPEN]} failed probe episodes reopened it, "
               f"{verdicts[CircuitState.CLOSED]} succeeded); closed {snap.breaker_closes}x; "
               f"final state {embeddings.circuit_state.value}")  # fmt: skip
         summary = ", ".join(f"{count} {what}" for what, count in sorted(outcomes.items()))
-        print(f"Agents: {sum(outcomes.values())} finished: {summary}\n")
+        refused = sum(n for what, n in outcomes.items() if "rejected" in what)
+        print(f"Calls: {sum(outcomes.values())} finished: {summary}; {refused} rejected in all\n")
         print(snap.format())
         await embeddings.aclose()
 

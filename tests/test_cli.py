@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -148,68 +148,113 @@ def _numbered(tmp_path: Path, n: int) -> tuple[Path, list[str]]:
     return source, texts
 
 
+def _answered(server: EmbeddingServer) -> list[tuple[str, ...]]:
+    """The inputs of every request the server answered with vectors."""
+    return [r.inputs for r in server.requests if r.status == 200]
+
+
+def _chunk_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("chunk*"))
+
+
+def _wait_for(done: Callable[[], bool], process: subprocess.Popen[str], what: str) -> None:
+    """Poll (the subprocess has its own clock) until ``done()``; fail after 30 s."""
+    deadline = time.monotonic() + 30
+    while not done():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            _, stderr = process.communicate()
+            pytest.fail(f"gave up waiting for {what}; the command said: {stderr}")
+        time.sleep(0.01)
+
+
 def test_resume_after_a_permanent_failure(server: EmbeddingServer, tmp_path: Path) -> None:
-    """A 401 at chunk 3 stops the run; the rerun sends only the unfinished chunks."""
+    """A 401 stops the run; what completed is saved, and the rerun sends only the rest."""
     source, texts = _numbered(tmp_path, 11)
     out = tmp_path / "many.npy"
     chunking = ["--batch-size", "2", "--chunk-size", "2", "--no-progress"]
     server.script(Fault.delay(0), Fault.delay(0), Fault.status(401))
     failed = run("embed", str(source), "-o", str(out), *openai_args(server, *chunking))
     line = assert_one_error_line(failed, 1)
-    assert "status 401" in line and "2 of 6 chunks saved" in line and "rerun" in line
-    assert sent_inputs(server) == texts[:6]
-    assert not out.exists() and (tmp_path / "many.npy.partial" / "chunk_00001.npy").exists()
+    saved = {t for inputs in _answered(server) for t in inputs}
+    assert "status 401" in line and f"{len(saved)} of 11 texts saved" in line and "rerun" in line
+    assert len(saved) >= 4 and not out.exists()
+    assert len(_chunk_files(tmp_path / "many.npy.partial")) == len(_answered(server))
 
     server.reset()
     resumed = run("embed", str(source), "-o", str(out), *openai_args(server, *chunking))
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming: 4 of 11 texts already done" in resumed.stdout
-    assert sent_inputs(server) == texts[4:]  # finished chunks were not paid for again
+    assert f"resuming: {len(saved)} of 11 texts already done" in resumed.stdout
+    assert sorted(sent_inputs(server)) == sorted(set(texts) - saved)  # nothing paid twice
     np.testing.assert_array_equal(np.load(out), deterministic_vectors(texts, D))
     assert not (tmp_path / "many.npy.partial").exists()
 
 
-def test_interrupted_run_resumes(tmp_path: Path) -> None:
-    """Ctrl-C midway: exit 130 with a resume hint; the rerun completes without repeats."""
+@pytest.mark.parametrize("chunking", [["--chunk-size", "3"], []], ids=["chunk-3", "default"])
+def test_interrupt_resends_nothing_that_completed(tmp_path: Path, chunking: list[str]) -> None:
+    """Ctrl-C: exit 130 with a resume hint; the rerun sends only the request cut short."""
     source, texts = _numbered(tmp_path, 24)
     out = tmp_path / "many.npy"
+    partial = tmp_path / "many.npy.partial"
     with EmbeddingServer(dimensions=D) as server:
-        # Two chunks go through; the third hangs, so the interrupt surely lands mid-run.
+        # Eight requests of three; the third to arrive hangs until the interrupt.
         server.script(Fault.delay(0), Fault.delay(0), Fault.delay(60))
-        args = openai_args(server, "--batch-size", "3", "--chunk-size", "3", "--no-progress")
+        args = openai_args(server, "--batch-size", "3", *chunking, "--no-progress")
         process = _start("embed", str(source), "-o", str(out), *args)
-        deadline = time.monotonic() + 30
-        while len(server.requests) < 3:
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.01)
+        _wait_for(lambda: len(_answered(server)) == 7, process, "7 answered requests")
+        _wait_for(lambda: len(_chunk_files(partial)) == 7, process, "7 saved chunks")
+        hung = next(r.inputs for r in server.requests if r.status == 0)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=30)
         assert process.returncode == 130, stderr
-        assert "embedguard: error: interrupted [" in stderr and "rerun the same command" in stderr
-        assert "Traceback" not in stderr
-        done = len(list((tmp_path / "many.npy.partial").glob("chunk_*.npy")))
-        assert done == 2
+        assert "embedguard: error: interrupted [21 of 24 texts saved" in stderr
+        assert "rerun the same command" in stderr and "Traceback" not in stderr
         server.reset()
         resumed = run("embed", str(source), "-o", str(out), *args)
         assert resumed.returncode == 0, resumed.stderr
-        assert sent_inputs(server) == texts[3 * done :]
+        assert sent_inputs(server) == list(hung)  # completed requests are not sent again
     np.testing.assert_array_equal(np.load(out), deterministic_vectors(texts, D))
 
 
-def test_checkpoint_of_another_input_is_not_reused(server: EmbeddingServer, tmp_path: Path) -> None:
-    """A checkpoint for different input is refused; --no-resume discards it."""
+def test_appending_input_keeps_finished_work(server: EmbeddingServer, tmp_path: Path) -> None:
+    """A line appended after a failure: the rerun says the input changed and reuses the rest."""
     source, texts = _numbered(tmp_path, 6)
     out = tmp_path / "many.npy"
     chunking = openai_args(server, "--chunk-size", "2", "--no-progress")
     server.script(Fault.delay(0), Fault.status(401))
     assert run("embed", str(source), "-o", str(out), *chunking).returncode == 1
+    saved = {t for inputs in _answered(server) for t in inputs}
+    assert saved
     source.write_text("\n".join([*texts, "one more"]) + "\n", encoding="utf-8")
-    refused = run("embed", str(source), "-o", str(out), *chunking)
-    assert "--no-resume" in assert_one_error_line(refused, 2)
     server.reset()
-    result = run("embed", str(source), "-o", str(out), *chunking, "--no-resume")
+    result = run("embed", str(source), "-o", str(out), *chunking)
     assert result.returncode == 0, result.stderr
-    assert sent_inputs(server) == [*texts, "one more"]
+    assert "the input changed since the checkpoint was saved" in result.stdout
+    assert f"resuming: {len(saved)} of 7 texts already done" in result.stdout
+    assert sorted(sent_inputs(server)) == sorted({*texts, "one more"} - saved)
+    np.testing.assert_array_equal(np.load(out), deterministic_vectors([*texts, "one more"], D))
+
+
+def test_changed_setting_is_named_and_no_resume_discards(
+    server: EmbeddingServer, tmp_path: Path
+) -> None:
+    """Other settings: refused naming the setting; --no-resume discards and says so."""
+    source, texts = _numbered(tmp_path, 6)
+    out = tmp_path / "many.npy"
+    server.script(Fault.delay(0), Fault.status(401))
+    chunking = ["--chunk-size", "2", "--no-progress"]
+    first = run("embed", str(source), "-o", str(out), *openai_args(server, *chunking))
+    assert first.returncode == 1
+    other = ["--profile", "openai", "--base-url", server.base_url("openai"), "--dimensions", "8"]
+    refused = run("embed", str(source), "-o", str(out), *other, *chunking)
+    line = assert_one_error_line(refused, 2)
+    assert "dimensions 16 -> 8" in line and "--no-resume" in line
+    server.reset()
+    result = run("embed", str(source), "-o", str(out), *other, *chunking, "--no-resume")
+    assert result.returncode == 0, result.stderr
+    assert "discarded the checkpoint" in result.stdout and "--no-resume" in result.stdout
+    assert sorted(sent_inputs(server)) == sorted(texts)
+    assert np.load(out).shape == (6, 8)
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -346,17 +391,33 @@ def test_demo_runs_end_to_end_offline() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_demo_uses_openai_when_a_key_is_set() -> None:
-    """With OPENAI_API_KEY set the demo runs over HTTP (here: the loopback server)."""
+@pytest.mark.slow
+def test_demo_stays_offline_when_a_key_is_set() -> None:
+    """With OPENAI_API_KEY set and no --provider, the demo still runs offline and says so."""
+    pytest.importorskip("langchain_core")
+    pytest.importorskip("sentence_transformers")
+    with EmbeddingServer(vectors="lexical") as server:
+        result = run("demo", env={"OPENAI_BASE_URL": server.base_url("openai")}, timeout=300)
+        requests = len(server.requests)
+    assert result.returncode == 0, result.stderr
+    assert requests == 0  # nothing went to the (here: loopback) paid API
+    out = result.stdout
+    assert "provider: local / all-MiniLM-L6-v2 (in-process, offline, no key;" in out
+    assert "OPENAI_API_KEY is set but not used; --provider openai uses it" in out
+    assert "6 of 6 questions got a passage from the expected topic first" in out
+
+
+def test_demo_uses_openai_when_asked() -> None:
+    """With --provider openai the demo runs over HTTP (here: the loopback server)."""
     pytest.importorskip("langchain_core")
     with EmbeddingServer(vectors="lexical") as server:
-        result = run("demo", env={"OPENAI_BASE_URL": server.base_url("openai")})
+        env = {"OPENAI_BASE_URL": server.base_url("openai")}
+        result = run("demo", "--provider", "openai", env=env)
         requests = len(server.requests)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert (
-        "provider: openai / text-embedding-3-small (over HTTP; chosen because OPENAI_API_KEY" in out
-    )
+    chosen = "provider: openai / text-embedding-3-small (over HTTP; chosen by --provider openai)"
+    assert chosen in out
     assert "[1/4] Checking the openai endpoint" in out and "1536-dimensional vectors" in out
     assert "300 passages embedded" in out and "Q6." in out
     assert f"requests  {requests} total, {requests} ok" in out  # 1 + 10 batches + 6 questions

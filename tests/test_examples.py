@@ -72,16 +72,25 @@ def test_vector_store_ingestion_reports_its_metrics() -> None:
 
 
 def test_agent_metrics_shows_the_breaker_reacting() -> None:
-    """agent_metrics.py: the outage opens the breaker, calls are rejected, probes close it."""
+    """agent_metrics.py: the outage opens the breaker, batches are refused, probes close it."""
     out = run_example("agent_metrics.py").stdout
     assert "--- the provider goes down" in out and "--- the provider is back" in out
     assert re.search(r"circuit=open ", out)
     assert re.search(r"^  \d\.\d\d s  closed -> open$", out, flags=re.MULTILINE)
     assert re.search(r"^  \d\.\d\d s  half_open -> closed$", out, flags=re.MULTILINE)
-    assert re.search(r"rejected [1-9]\d* calls without sending them", out)
+    assert re.search(r"\(([1-9]\d*) batches\) without sending them", out)
     assert "final state closed" in out
-    assert "Agents: 200 finished" in out
+    assert re.search(r"^Calls: 20\d finished: .*\d+ ok", out, flags=re.MULTILINE)
     assert "embedguard metrics: openai" in out
+
+
+def test_agent_metrics_counts_rejected_calls_as_calls() -> None:
+    """agent_metrics.py: the metrics' rejected calls equal the calls that got CircuitOpenError."""
+    out = run_example("agent_metrics.py").stdout
+    counted = re.search(r"rejected (\d+) calls \(\d+ batches\)", out)
+    seen = re.search(r"; (\d+) rejected in all$", out, flags=re.MULTILINE)
+    assert counted and seen, out
+    assert int(counted.group(1)) == int(seen.group(1)) > 0
 
 
 @pytest.mark.parametrize("name", ["rag_chain.py", "vector_store_ingestion.py", "agent_metrics.py"])

@@ -1,23 +1,23 @@
 """The ``embedguard embed`` job: read texts from a file, embed them in resumable chunks, write.
 
-Finished chunks are kept in a checkpoint directory next to the output (``OUTPUT.partial/``):
-``manifest.json`` says which input and settings the chunks belong to, ``chunk_00000.npy`` ...
-hold the vectors of each finished chunk. A rerun with the same input and settings embeds only the
-missing chunks, so an interrupted job never pays twice for the same texts. The final output is
-assembled at the end and the checkpoint removed.
+Chunks of a request's worth of texts are sent a few at a time; each is saved to the checkpoint
+(:mod:`embedguard._checkpoint`) the moment it completes, so a rerun after a failure or Ctrl-C
+sends only what did not complete. The final output is assembled at the end and the checkpoint
+removed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import importlib
 import io
 import json
 import os
-import shutil
 import sys
-from collections.abc import Callable, Sequence
+from asyncio import FIRST_COMPLETED
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -25,17 +25,14 @@ from typing import Any, Literal, TextIO
 import numpy as np
 import orjson
 
-from .core.config import ProviderProfile
+from ._checkpoint import Checkpoint
 
 __all__ = [
-    "Checkpoint",
     "InputFormat",
     "JobError",
     "Progress",
     "Records",
     "assemble",
-    "checkpoint_identity",
-    "finished_chunks",
     "input_format",
     "quiet_model_loading",
     "read_records",
@@ -43,7 +40,6 @@ __all__ = [
 ]
 
 InputFormat = Literal["text", "jsonl", "csv"]
-_MANIFEST_VERSION = 1
 
 
 class JobError(Exception):
@@ -154,78 +150,6 @@ def _csv_rows(content: str, column: str, path: Path) -> list[tuple[str, str]]:
         raise JobError(f"{path}: malformed CSV at line {reader.line_num}: {exc}") from None
 
 
-class Checkpoint:
-    """Finished chunks of one job, in ``directory``, valid for one input and set of settings.
-
-    Args:
-        directory: Where chunks live (``OUTPUT.partial``).
-        identity: What the chunks depend on (input hash, reader settings, model, chunk size);
-            a checkpoint with another identity is never reused.
-    """
-
-    def __init__(self, directory: Path, identity: dict[str, Any]) -> None:
-        self.directory = directory
-        self._identity = {"version": _MANIFEST_VERSION, **identity}
-
-    @property
-    def manifest(self) -> Path:
-        """The manifest file's path."""
-        return self.directory / "manifest.json"
-
-    def open(self, *, resume: bool) -> None:
-        """Start or resume: reuse a matching checkpoint, refuse a different one.
-
-        Raises:
-            JobError: With ``resume``, a checkpoint for another input or settings is there.
-        """
-        if self.directory.exists() and not resume:
-            shutil.rmtree(self.directory)
-        if self.manifest.exists():
-            try:
-                found = json.loads(self.manifest.read_text("utf-8"))
-            except (OSError, ValueError):
-                found = None
-            if found != self._identity:
-                raise JobError(
-                    f"{self.directory} holds a checkpoint for another input or other settings; "
-                    "rerun with --no-resume to discard it"
-                )
-            return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.manifest, json.dumps(self._identity, indent=2).encode())
-
-    def path(self, k: int) -> Path:
-        """The file of chunk ``k``."""
-        return self.directory / f"chunk_{k:05d}.npy"
-
-    def load(self, k: int, rows: int) -> np.ndarray | None:
-        """Chunk ``k`` if it was finished (and is intact, with ``rows`` rows), else ``None``."""
-        try:
-            vectors: np.ndarray = np.load(self.path(k), allow_pickle=False)
-        except (OSError, ValueError):
-            return None
-        if vectors.ndim != 2 or vectors.shape[0] != rows or vectors.dtype != np.float32:
-            return None
-        return vectors
-
-    def save(self, k: int, vectors: np.ndarray) -> None:
-        """Record chunk ``k`` as finished (written to a temporary file, then renamed)."""
-        buffer = io.BytesIO()
-        np.save(buffer, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
-        _write_atomic(self.path(k), buffer.getvalue())
-
-    def remove(self) -> None:
-        """Delete the checkpoint (once the output is written)."""
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    # A crash mid-write must never leave a file that looks finished.
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
 def assemble(output: Path, vectors: np.ndarray, positions: Sequence[int]) -> None:
     """Write ``vectors`` to ``output``: ``.npy`` (float32 ``(n, d)``) or ``.jsonl``.
 
@@ -242,21 +166,6 @@ def assemble(output: Path, vectors: np.ndarray, positions: Sequence[int]) -> Non
         with temporary.open("wb") as stream:
             np.save(stream, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
     os.replace(temporary, output)
-
-
-def checkpoint_identity(
-    records: Records, profile: ProviderProfile, reader: dict[str, Any], chunk_size: int
-) -> dict[str, Any]:
-    """What a job's chunks depend on: the input, how it was read, the model, the chunking."""
-    return {
-        "input_sha256": records.sha256,
-        "reader": reader,
-        "provider": profile.provider,
-        "profile": profile.name,
-        "model": profile.model,
-        "dimensions": profile.dimensions,
-        "chunk_size": chunk_size,
-    }
 
 
 class Progress:
@@ -328,47 +237,80 @@ class Progress:
 
 
 def run_chunks(
-    embed: Callable[[list[str]], np.ndarray],
+    embed: Callable[[list[str]], Awaitable[np.ndarray]],
     texts: Sequence[str],
     checkpoint: Checkpoint,
     chunk_size: int,
+    concurrency: int,
     progress: Callable[[int, int], Progress],
-) -> tuple[np.ndarray, int]:
-    """Embed ``texts`` chunk by chunk, skipping finished chunks; returns (vectors, resumed).
+) -> np.ndarray:
+    """Embed the ``texts`` the checkpoint lacks, ``concurrency`` chunks at a time; all vectors.
 
-    ``progress(total, initial)`` builds the bar once the finished chunks are known; ``resumed``
-    is the number of chunks found finished.
+    Each chunk (``chunk_size`` texts) is saved the moment its call returns, so an interrupt
+    (Ctrl-C cancels the calls in flight) or a failure loses only chunks not yet completed.
+    After a failure no new chunk starts, the ones in flight finish (and are kept), then the
+    first error is raised. ``progress(total, initial)`` builds the bar once the finished texts
+    are known.
 
     Raises:
-        JobError: Chunks of different widths (the model changed under the checkpoint).
+        JobError: Vectors of different widths (the model changed under the checkpoint).
+        KeyboardInterrupt: Interrupted; what completed is saved.
     """
-    starts = range(0, len(texts), chunk_size)
-    parts: list[np.ndarray | None] = [
-        checkpoint.load(k, min(chunk_size, len(texts) - start)) for k, start in enumerate(starts)
-    ]
-    resumed = sum(part is not None for part in parts)
-    done_texts = sum(len(part) for part in parts if part is not None)
-    bar = progress(len(texts), done_texts)
+    keys = [checkpoint.key(text) for text in texts]
+    found = checkpoint.load()
+    todo = [i for i, key in enumerate(keys) if key not in found]
+    bar = progress(len(texts), len(texts) - len(todo))
+    chunks = [todo[start : start + chunk_size] for start in range(0, len(todo), chunk_size)]
+
+    async def one(rows: list[int]) -> None:
+        vectors = await embed([texts[i] for i in rows])
+        # No await from here on: a cancelled call either saved its chunk whole or not at all.
+        checkpoint.save([keys[i] for i in rows], vectors)
+        found.update(zip((keys[i] for i in rows), vectors, strict=True))
+        bar.update(len(rows))
+
     try:
-        for k, start in enumerate(starts):
-            if parts[k] is None:
-                vectors = embed(list(texts[start : start + chunk_size]))
-                checkpoint.save(k, vectors)
-                parts[k] = vectors
-                bar.update(len(vectors))
+        asyncio.run(_bounded(one, chunks, concurrency))
     except BaseException:
         bar.close(keep=False)
         raise
     bar.close()
-    finished = [part for part in parts if part is not None]
-    if len({part.shape[1] for part in finished}) != 1:
-        raise JobError(f"{checkpoint.directory}: chunks of different widths; use --no-resume")
-    return np.concatenate(finished), resumed
+    if len({found[key].shape[0] for key in keys}) != 1:
+        raise JobError(f"{checkpoint.directory}: vectors of different widths; use --no-resume")
+    return np.stack([found[key] for key in keys])
 
 
-def finished_chunks(checkpoint: Checkpoint) -> int:
-    """How many chunk files the checkpoint holds (for messages after a failure)."""
-    return len(list(checkpoint.directory.glob("chunk_*.npy")))
+async def _bounded(
+    run: Callable[[list[int]], Coroutine[Any, Any, None]], chunks: list[list[int]], limit: int
+) -> None:
+    """Run ``run(chunk)`` for each chunk, at most ``limit`` at once; stop at the first error."""
+    pending: set[asyncio.Task[None]] = set()
+    error: BaseException | None = None
+
+    def settle(finished: set[asyncio.Task[None]]) -> None:
+        nonlocal error
+        for task in finished:
+            if error is None and not task.cancelled() and task.exception() is not None:
+                error = task.exception()
+
+    try:
+        for chunk in chunks:
+            while len(pending) >= limit and error is None:
+                finished, pending = await asyncio.wait(pending, return_when=FIRST_COMPLETED)
+                settle(finished)
+            if error is not None:
+                break
+            pending.add(asyncio.create_task(run(chunk)))
+        if pending:
+            finished, pending = await asyncio.wait(pending)  # in flight: paid for, so kept
+            settle(finished)
+    finally:
+        for task in pending:  # only when interrupted: cancel what is still in flight
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+    if error is not None:
+        raise error
 
 
 def quiet_model_loading() -> None:

@@ -25,14 +25,12 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
+from ._checkpoint import Checkpoint, CheckpointError, checkpoint_settings
 from ._embedjob import (
-    Checkpoint,
     JobError,
     Progress,
     Records,
     assemble,
-    checkpoint_identity,
-    finished_chunks,
     input_format,
     quiet_model_loading,
     read_records,
@@ -48,6 +46,9 @@ from .core.metrics import MetricsSnapshot
 __all__ = ["main"]
 
 _USAGE, _FAILED, _INTERRUPTED = 2, 1, 130
+# The largest call the client sends as one request: it splits bigger ones over its pool
+# (core.planning.plan_batches, min_batch_inputs).
+_REQUEST_TEXTS = 32
 
 
 class _UsageError(Exception):
@@ -80,10 +81,13 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("--column", default="text", help="CSV column holding the text")
     embed.add_argument("--skip-empty", action="store_true", help="skip empty texts (else: error)")
     embed.add_argument("--batch-size", type=int, help="texts per request (default: profile's)")
-    embed.add_argument("--chunk-size", type=int, help="texts per checkpoint chunk")
+    embed.add_argument(
+        "--chunk-size", type=int,
+        help="texts per checkpoint chunk, saved as soon as it completes (default: one request's)",
+    )  # fmt: skip
     embed.add_argument(
         "--resume", action=argparse.BooleanOptionalAction, default=True,
-        help="reuse finished chunks of an interrupted run (default: on)",
+        help="reuse the texts an earlier run of this output finished (default: on)",
     )  # fmt: skip
     embed.add_argument("--metrics-out", type=Path, help="save the metrics snapshot as JSON")
     embed.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -101,7 +105,10 @@ def _parser() -> argparse.ArgumentParser:
     metrics.add_argument("file", type=Path)
 
     demo = commands.add_parser("demo", help="offline retrieval demo over a bundled corpus")
-    demo.add_argument("--provider", choices=profiles.names(), help="default: local")
+    demo.add_argument(
+        "--provider", choices=profiles.names(),
+        help="default: local (offline, even when OPENAI_API_KEY is set)",
+    )  # fmt: skip
     demo.add_argument("--model", help="model name (overrides the profile's)")
     return parser
 
@@ -244,31 +251,38 @@ def _embed(args: argparse.Namespace) -> int:
         raise _UsageError(str(exc)) from None
     except OSError as exc:
         raise _UsageError(f"cannot read the input: {_os_message(exc)}") from None
-    # A chunk is a few requests' worth, sent concurrently, then saved: what a restart may redo.
-    # An in-process model runs one batch at a time on one worker, so concurrent batches would
-    # only queue there (and the queueing counts against each batch's timeout): one per chunk.
-    concurrency = 1 if profile.provider == "local" else min(profile.pool_size, 4)
-    chunk_size = args.chunk_size or profile.batching.max_inputs * concurrency
-    reader = {"format": fmt, "field": args.field, "column": args.column}
-    reader["skip_empty"] = args.skip_empty
+    # A chunk is one request's worth, saved the moment it completes: all a Ctrl-C can lose is
+    # the requests in flight. The client splits a call of more than _REQUEST_TEXTS texts over
+    # its pool, so a chunk holds at most that many, and as many chunks run at once as the
+    # profile allows requests in flight. An in-process model runs one batch at a time on one
+    # worker, so concurrent batches would only queue there (and the queueing counts against
+    # each batch's timeout): one chunk of a full batch at a time.
+    if profile.provider == "local":
+        concurrency, default_chunk = 1, profile.batching.max_inputs
+    else:
+        concurrency = profile.pool_size
+        default_chunk = min(profile.batching.max_inputs, _REQUEST_TEXTS)
+    chunk_size = args.chunk_size or default_chunk
     checkpoint = Checkpoint(
-        output.with_name(output.name + ".partial"),
-        checkpoint_identity(records, profile, reader, chunk_size),
+        output.with_name(output.name + ".partial"), checkpoint_settings(profile)
     )
     if profile.provider == "local":
         quiet_model_loading()
-    with EmbeddingClient(profile) as client:
+    # No coalescing: each chunk is its own request, so each completes (and is saved) alone.
+    with EmbeddingClient(profile, coalesce_window=0) as client:
         try:
-            checkpoint.open(resume=args.resume)
-        except JobError as exc:
+            notes = checkpoint.open(resume=args.resume, input_sha256=records.sha256)
+        except CheckpointError as exc:
             raise _UsageError(str(exc)) from None
+        for note in notes:
+            print(note)
         skipped = f", {records.skipped} empty skipped" if records.skipped else ""
         print(
             f"embedding {len(records.texts)} texts from {args.input} ({fmt}{skipped}; "
             f"{len(set(records.texts))} distinct) with {profile.name} / {profile.model}, "
             f"chunks of {chunk_size}, requests of up to {profile.batching.max_inputs}"
         )
-        status = _run(args, client, records, checkpoint, chunk_size, output)
+        status = _run(args, client, records, checkpoint, (chunk_size, concurrency), output)
         if status == 0:
             print(client.metrics().format())
         _save_metrics(client, args.metrics_out)
@@ -280,12 +294,12 @@ def _run(
     client: EmbeddingClient,
     records: Records,
     checkpoint: Checkpoint,
-    chunk_size: int,
+    chunking: tuple[int, int],
     output: Path,
 ) -> int:
     """Embed the distinct texts chunk by chunk, then write every record's vector."""
     unique = list(dict.fromkeys(records.texts))
-    chunks = -(-len(unique) // chunk_size)
+    chunk_size, concurrency = chunking
 
     def progress(total: int, initial: int) -> Progress:
         if initial:
@@ -293,14 +307,14 @@ def _run(
         return Progress(total, "embedding", initial=initial, enabled=not args.no_progress)
 
     try:
-        vectors, _ = run_chunks(client.embed, unique, checkpoint, chunk_size, progress)
+        vectors = run_chunks(client.aembed, unique, checkpoint, chunk_size, concurrency, progress)
     except (ConfigurationError, InputValidationError):
-        _resume_hint(checkpoint, chunks)  # nothing saved: no checkpoint left behind
+        _resume_hint(checkpoint, unique)  # nothing saved: no checkpoint left behind
         raise
     except EmbedGuardError as exc:
-        return _error(f"{exc}{_resume_hint(checkpoint, chunks)}", _FAILED)
+        return _error(f"{exc}{_resume_hint(checkpoint, unique)}", _FAILED)
     except KeyboardInterrupt:
-        return _error(f"interrupted{_resume_hint(checkpoint, chunks)}", _INTERRUPTED)
+        return _error(f"interrupted{_resume_hint(checkpoint, unique)}", _INTERRUPTED)
     except JobError as exc:
         raise _UsageError(str(exc)) from None
     row_of = {text: row for row, text in enumerate(unique)}
@@ -311,14 +325,15 @@ def _run(
     return 0
 
 
-def _resume_hint(checkpoint: Checkpoint, total: int) -> str:
+def _resume_hint(checkpoint: Checkpoint, texts: list[str]) -> str:
     """What was kept of a failed run (nothing: the checkpoint is removed)."""
-    saved = finished_chunks(checkpoint)
-    if not saved:
+    found = checkpoint.load()
+    saved = sum(checkpoint.key(text) in found for text in texts)
+    if not found:
         checkpoint.remove()
         return ""
     return (
-        f" [{saved} of {total} chunks saved in {checkpoint.directory}; "
+        f" [{saved} of {len(texts)} texts saved in {checkpoint.directory}; "
         "rerun the same command to resume]"
     )
 

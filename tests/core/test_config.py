@@ -329,3 +329,48 @@ def test_equality_ignores_where_values_came_from() -> None:
         profiles.openai(pool_size=3).to_dict()
     )
     assert profiles.openai(pool_size=3) != profiles.openai()
+
+
+# -- extra_body holds any JSON value (issue 15.5) ---------------------------------------------
+_NESTED = {
+    "options": {"num_ctx": 8192, "temperature": 0.5, "stop": ["\n\n", "###"], "numa": False},
+    "keep_alive": "5m",
+    "truncate": True,
+    "tags": [1, "two", {"three": [3.0]}],
+}
+
+
+def test_extra_body_accepts_nested_json() -> None:
+    """Nested objects and lists (Ollama's options) are kept exactly, types included."""
+    profile = profiles.ollama(extra_body=_NESTED)
+    assert profile.extra_body == _NESTED
+    assert profile.extra_body["options"]["numa"] is False  # type: ignore[index]
+
+
+def test_nested_extra_body_round_trips_through_dict_toml_and_env() -> None:
+    """A nested extra_body survives dict, TOML and environment round trips unchanged."""
+    profile = profiles.ollama(extra_body=_NESTED)
+    assert ProviderProfile.from_dict(profile.to_dict()) == profile
+    assert ProviderProfile.from_toml(profile.to_toml()) == profile
+    assert ProviderProfile.from_env(profile.to_env()) == profile
+    toml_text = "[extra_body]\noptions = { num_ctx = 4096 }\n"
+    loaded = ProviderProfile.from_toml('provider = "ollama"\nmodel = "m"\n' + toml_text)
+    assert loaded.extra_body == {"options": {"num_ctx": 4096}}
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"options": {"seed": None}}, "null"),
+        ({"options": [float("nan")]}, "finite"),
+        ({"x": float("inf")}, "finite"),
+        ({"options": {1: "a"}}, "extra_body"),
+    ],
+)
+def test_extra_body_refuses_what_json_or_toml_cannot_hold(
+    body: dict[str, object], words: str
+) -> None:
+    """null (no TOML form), NaN/infinity (not JSON) and non-string keys are refused by name."""
+    with pytest.raises(ConfigurationError, match="extra_body") as info:
+        profiles.ollama(extra_body=body)
+    assert words in str(info.value)

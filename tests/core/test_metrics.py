@@ -432,3 +432,77 @@ def test_repr_shows_live_counts() -> None:
     text = repr(m)
     for part in ("provider='openai'", "ok=1", "failed=1"):
         assert part in text
+
+
+# -- issue 15.6: rejected calls counted as calls; the header names who served -----------------
+def test_rejected_calls_are_counted_per_call_not_per_batch() -> None:
+    """Three calls sharing one refused batch count 3 rejected calls and 1 rejected request."""
+    m = make()
+    m.record_rejected()  # the batch, once
+    for _ in range(3):
+        m.record_rejected_call()  # each caller that got CircuitOpenError
+    s = m.snapshot()
+    assert (s.rejected_calls, s.rejected_requests) == (3, 1)
+    assert s.total_requests == 0
+    lines = s.format().splitlines()
+    assert lines[1].endswith(", 1 rejected")  # requests: the one batch
+    assert "  calls     3 rejected by the open breaker (nothing sent)" in lines
+
+
+def test_rejected_calls_survive_json_and_reset_and_older_data() -> None:
+    """rejected_calls round-trips through JSON, resets to 0, and is 0 in older saved data."""
+    m = make()
+    m.record_rejected_call()
+    data = m.snapshot().to_dict()
+    assert MetricsSnapshot.from_dict(data).rejected_calls == 1
+    del data["rejected_calls"]
+    assert MetricsSnapshot.from_dict(data).rejected_calls == 0
+    m.reset()
+    assert m.snapshot().rejected_calls == 0
+    off = make(enabled=False)
+    off.record_rejected_call()
+    assert off.snapshot().rejected_calls == 0
+
+
+def test_header_names_the_primary_when_it_served() -> None:
+    """Without a failover the header is 'provider / model', as before."""
+    m = make()
+    m.record_success(items=3, tokens=30, latency=0.1, bytes_raw=1, bytes_sent=1)
+    s = m.snapshot()
+    assert s.served_by == ("openai",)
+    assert s.format().splitlines()[0].startswith("embedguard metrics: openai / text-embedding-3")
+
+
+def test_header_names_who_served_after_a_failover() -> None:
+    """After a failover the header names the providers that served, most vectors first."""
+    m = make()
+    m.record_failure(kind="server", latency=0.1)
+    m.record_success(
+        items=5, tokens=50, latency=0.1, bytes_raw=1, bytes_sent=1, provider="azure-eu"
+    )
+    only_fallback = m.snapshot()
+    assert only_fallback.served_by == ("azure-eu",)
+    header = only_fallback.format().splitlines()[0]
+    assert header.startswith("embedguard metrics: azure-eu / text-embedding-3-small")
+    assert "primary openai" in header
+    m.record_success(items=2, tokens=20, latency=0.1, bytes_raw=1, bytes_sent=1)
+    mixed = m.snapshot()
+    assert mixed.served_by == ("azure-eu", "openai")
+    assert (
+        mixed.format()
+        .splitlines()[0]
+        .startswith(
+            "embedguard metrics: azure-eu (5 vectors) + openai (2 vectors) / text-embedding-3-small"
+        )
+    )
+
+
+def test_header_names_the_models_that_served_when_they_differ() -> None:
+    """A fallback on another model (allow_mixed_models) shows both models in the header."""
+    m = make()
+    m.record_success(
+        items=5, tokens=70, latency=0.1, bytes_raw=1, bytes_sent=1,
+        provider="mistral", model="mistral-embed",
+    )  # fmt: skip
+    header = m.snapshot().format().splitlines()[0]
+    assert header.startswith("embedguard metrics: mistral / mistral-embed (primary openai / ")

@@ -28,6 +28,7 @@ from embedguard.core.export.prometheus import (
     DEFAULT_BUCKETS,
     PrometheusCollector,
     PrometheusHook,
+    register_prometheus,
     render_prometheus,
 )
 from embedguard.core.metrics import MetricsCollector, MetricsSnapshot
@@ -180,7 +181,8 @@ def test_several_sources_share_one_set_of_families() -> None:
     a.record_success(items=1, tokens=1, latency=0.1, bytes_raw=1, bytes_sent=1)
     b.record_success(items=1, tokens=1, latency=0.1, bytes_raw=1, bytes_sent=1)
     b.record_success(items=1, tokens=1, latency=0.1, bytes_raw=1, bytes_sent=1)
-    text = render_prometheus(FakeClient(a), b.snapshot(), b.snapshot)
+    c = MetricsCollector(provider="local", model="all-MiniLM-L6-v2")
+    text = render_prometheus(FakeClient(a), b.snapshot(), c.snapshot)
     assert text.count("# TYPE embedguard_requests_total counter") == 1
     samples = parse(text)
     assert samples[key("embedguard_requests_total", outcome="success")] == 1
@@ -372,8 +374,8 @@ def test_hook_namespace_and_registry_checks() -> None:
                   le="1.0") == 1  # fmt: skip
     with pytest.raises(ConfigurationError):
         PrometheusHook(registry=CollectorRegistry(), namespace="bad-name")
-    with pytest.raises(ValueError, match="Duplicated"):
-        PrometheusHook(registry=registry, namespace="rag")
+    with pytest.raises(ConfigurationError, match="buckets"):
+        PrometheusHook(registry=registry, namespace="rag")  # the default buckets differ
 
 
 _CHILD = """
@@ -423,3 +425,109 @@ def test_missing_prometheus_client_hook_names_the_extra(monkeypatch: pytest.Monk
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     with pytest.raises(ImportError, match=r"embedguard\[prometheus\]"):
         PrometheusHook(registry=object())
+
+
+# -- several clients (issue 15.6) ---------------------------------------------------------------
+def samples_list(text: str) -> list[Key]:
+    """Every (sample name, labels) in an exposition, duplicates kept."""
+    return [
+        (sample.name, frozenset(sample.labels.items()))
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
+
+
+def test_rejected_calls_are_exported_apart_from_rejected_batches() -> None:
+    """rejected_calls_total counts calls, rejected_requests_total the batches refused unsent."""
+    m = MetricsCollector(provider="openai", model="text-embedding-3-small")
+    m.record_rejected()
+    m.record_rejected_call()
+    m.record_rejected_call()
+    samples = parse(render_prometheus(m))
+    assert samples[key("embedguard_rejected_requests_total")] == 1
+    assert samples[key("embedguard_rejected_calls_total")] == 2
+
+
+def test_two_default_named_sources_are_refused_with_the_remedy() -> None:
+    """Two sources with the same provider and model would emit duplicate series: refused."""
+    a = MetricsCollector(provider="openai", model="text-embedding-3-small")
+    b = MetricsCollector(provider="openai", model="text-embedding-3-small")
+    with pytest.raises(ConfigurationError, match=r"name=") as info:
+        PrometheusCollector(a, b)
+    assert "provider='openai'" in str(info.value)
+    collector = PrometheusCollector(a)
+    with pytest.raises(ConfigurationError, match=r"name="):
+        collector.add(b)
+
+
+def test_register_prometheus_puts_every_client_in_one_collector_per_registry() -> None:
+    """register_prometheus, once per client, gives one set of families and no duplicate series."""
+    registry = CollectorRegistry()
+    ingest = MetricsCollector(provider="ingest", model="text-embedding-3-small")
+    search = MetricsCollector(provider="search", model="text-embedding-3-small")
+    first = register_prometheus(ingest, registry=registry)
+    assert register_prometheus(search, registry=registry) is first
+    assert register_prometheus(ingest, registry=registry) is first  # already there: no-op
+    ingest.record_success(items=3, tokens=1, latency=0.1, bytes_raw=1, bytes_sent=1)
+    text = generate_latest(registry).decode()
+    assert text.count("# TYPE embedguard_items_total counter") == 1
+    listed = samples_list(text)
+    assert len(listed) == len(set(listed))
+    assert parse(text)[key("embedguard_items_total", provider="ingest")] == 3
+    assert parse(text)[key("embedguard_items_total", provider="search")] == 0
+    other = CollectorRegistry()
+    assert register_prometheus(search, registry=other) is not first
+
+
+def test_register_prometheus_refuses_other_const_labels_on_the_same_registry() -> None:
+    """One registry's collector has one set of const labels: a different set is refused."""
+    registry = CollectorRegistry()
+    a = MetricsCollector(provider="a", model="m")
+    b = MetricsCollector(provider="b", model="m")
+    register_prometheus(a, registry=registry, const_labels={"service": "rag"})
+    with pytest.raises(ConfigurationError, match="const_labels"):
+        register_prometheus(b, registry=registry, const_labels={"service": "other"})
+
+
+def test_hooks_on_one_registry_share_their_metrics() -> None:
+    """A second PrometheusHook on a registry reuses the first one's metrics and state."""
+    registry = CollectorRegistry()
+    first, second = PrometheusHook(registry=registry), PrometheusHook(registry=registry)
+    first(attempt(0.2))
+    second(attempt(0.3, provider="search"))
+    first(CircuitChanged(provider="openai", old="closed", new="open"))
+    second(started("openai"))  # already seen by the first hook: its open state is kept
+    text = generate_latest(registry).decode()
+    name = "embedguard_attempt_duration_seconds_count"
+    assert sample(text, name, **OPENAI, outcome="success") == 1
+    assert sample(text, name, provider="search", model=OPENAI["model"], outcome="success") == 1
+    assert sample(text, "embedguard_circuit_state", provider="openai", state="open") == 1
+    listed = samples_list(text)
+    assert len(listed) == len(set(listed))
+
+
+def test_two_real_clients_export_together(tmp_path: Path) -> None:
+    """Two clients on one server, each with a hook and registered: one clean exposition."""
+    from embedguard import EmbeddingClient, profiles
+    from embedguard.testing import EmbeddingServer
+
+    registry = CollectorRegistry()
+    with EmbeddingServer(dimensions=8) as server:
+        made = []
+        for name in ("ingest", "search"):
+            profile = profiles.openai(base_url=server.base_url("openai"), dimensions=8, name=name)
+            client = EmbeddingClient(
+                profile, api_key="sk-x", hooks=[PrometheusHook(registry=registry)]
+            )
+            register_prometheus(client, registry=registry)
+            made.append(client)
+        for client in made:
+            client.embed(["a", "b"])
+            client.close()
+    text = generate_latest(registry).decode()
+    listed = samples_list(text)
+    assert len(listed) == len(set(listed))
+    for name in ("ingest", "search"):
+        assert parse(text)[key("embedguard_items_total", provider=name)] == 2
+        labels = {"provider": name, "model": "text-embedding-3-small", "outcome": "success"}
+        assert sample(text, "embedguard_attempt_duration_seconds_count", **labels) == 1

@@ -5,8 +5,9 @@ through the LangChain adapter into ``langchain_core``'s ``InMemoryVectorStore``,
 questions with the three closest passages, then prints what embedguard recorded (requests,
 latency, tokens, cost) and the circuit breaker's state.
 
-By default it embeds with the in-process ``all-MiniLM-L6-v2`` model (extra ``local``): no key, no
-network. With ``OPENAI_API_KEY`` set, or a provider named, it uses that provider's profile.
+It always embeds with the in-process ``all-MiniLM-L6-v2`` model (extra ``local``): no key, no
+network, nothing billed, even when ``OPENAI_API_KEY`` is set (it only mentions the key). A
+provider named with ``--provider`` is the one way to send the corpus to an API.
 """
 
 from __future__ import annotations
@@ -62,13 +63,18 @@ def load_passages() -> list[Passage]:
 def _choose(
     provider: str | None, model: str | None, environ: Mapping[str, str]
 ) -> tuple[ProviderProfile, str]:
-    """The profile to embed with, and why it was chosen."""
+    """The profile to embed with, and why it was chosen.
+
+    Only ``--provider`` leaves the machine: a key in the environment is mentioned, never used
+    on its own (the demo must not bill anyone, or wait on a network it does not have).
+    """
     overrides: dict[str, Any] = {"model": model} if model else {}
     if provider is not None:
-        return profiles.get(provider, **overrides), f"--provider {provider}"
+        return profiles.get(provider, **overrides), f"chosen by --provider {provider}"
+    reason = "the default without --provider"
     if environ.get("OPENAI_API_KEY", "").strip():
-        return profiles.openai(**overrides), "OPENAI_API_KEY is set"
-    return profiles.local(**overrides), "the default: no --provider, no OPENAI_API_KEY"
+        reason += "; OPENAI_API_KEY is set but not used; --provider openai uses it"
+    return profiles.local(**overrides), reason
 
 
 def run_demo(
@@ -82,11 +88,11 @@ def run_demo(
     """Run the demo, printing each step to ``out``; returns the exit status (0).
 
     Args:
-        provider: A built-in profile name; default ``local``, or ``openai`` when
-            ``OPENAI_API_KEY`` is set.
+        provider: A built-in profile name; default ``local`` (offline, whatever the
+            environment holds).
         model: A model name overriding the profile's.
         out: Where to print (default ``sys.stdout``); the progress bar goes to stderr.
-        environ: Environment to read ``OPENAI_API_KEY`` from (default ``os.environ``).
+        environ: Environment to read keys and endpoints from (default ``os.environ``).
         progress: Draw a progress bar while ingesting.
 
     Raises:
@@ -114,7 +120,7 @@ def run_demo(
         f"passages on {len(topics)} topics"
     )
     where = "in-process, offline, no key" if profile.provider == "local" else "over HTTP"
-    say(f"provider: {profile.name} / {profile.model} ({where}; chosen because {reason})")
+    say(f"provider: {profile.name} / {profile.model} ({where}; {reason})")
     say()
     if profile.provider == "local":
         quiet_model_loading()

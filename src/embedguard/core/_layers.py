@@ -144,7 +144,7 @@ def toml_text(model: BaseModel, implied: Mapping[str, Any]) -> str:
             tables.extend(f"{k} = {toml_value(v)}" for k, v in _toml_items(value, {}))
         elif isinstance(value, dict):
             tables.append(f"\n[{key}]")
-            tables.extend(f"{k} = {toml_value(v)}" for k, v in value.items())
+            tables.extend(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items())
         else:
             lines.append(f"{key} = {toml_value(value)}")
     return "\n".join(lines + tables) + "\n"
@@ -214,11 +214,20 @@ def toml_value(value: Any) -> str:
     if isinstance(value, str):
         return json.dumps(value)  # a JSON string is a valid TOML basic string
     if isinstance(value, Mapping):
-        inner = ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items())
+        inner = ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items())
         return "{ " + inner + " }" if inner else "{}"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     from .errors import ConfigurationError
 
     raise ConfigurationError(f"cannot write {type(value).__name__} to TOML")
+
+
+def toml_key(key: str) -> str:
+    """A bare TOML key when it can be one, else a quoted one (``"top-k"``, ``"a.b"``)."""
+    if key and all(c.isascii() and (c.isalnum() or c in "_-") for c in key):
+        return key
+    return json.dumps(key)
 
 
 def env_value(value: Any) -> str:

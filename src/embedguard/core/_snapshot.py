@@ -22,6 +22,11 @@ class MetricsSnapshot:
     Latency percentiles (``latency_p50/p95/p99``, seconds, nearest-rank) describe *recent* traffic:
     the last ``reservoir_size`` attempts. ``latency_count/sum/max`` and every counter cover the
     whole lifetime since creation or :meth:`MetricsCollector.reset`. Mappings are read-only.
+
+    ``rejected_requests`` counts the batches an open breaker refused unsent (several coalesced
+    calls may share one); ``rejected_calls`` counts the calls that ended in ``CircuitOpenError``.
+    ``provider`` and ``model`` name the client's primary; ``served_by`` and
+    ``items_by_provider`` say who actually returned vectors (fallbacks included).
     """
 
     provider: str
@@ -56,6 +61,7 @@ class MetricsSnapshot:
     cache_hits: int = 0
     cache_misses: int = 0
     cache_tokens_saved: int = 0
+    rejected_calls: int = 0
 
     def __post_init__(self) -> None:
         # Copy then wrap, so neither the caller's dict nor the snapshot can change afterwards.
@@ -96,6 +102,12 @@ class MetricsSnapshot:
     def cache_hit_rate(self) -> float:
         """Texts found in the cache / texts looked up (0.0 without a cache)."""
         return _ratio(self.cache_hits, self.cache_hits + self.cache_misses)
+
+    @property
+    def served_by(self) -> tuple[str, ...]:
+        """The providers that returned vectors, most vectors first (the primary and fallbacks)."""
+        served = [(-n, name) for name, n in self.items_by_provider.items() if n > 0]
+        return tuple(name for _, name in sorted(served))
 
     @property
     def average_latency(self) -> float:
@@ -145,7 +157,7 @@ class MetricsSnapshot:
         unpriced = "" if self.cost_known else " (some models unpriced)"
         cost = f"${self.estimated_cost:.6f}{unpriced}"
         lines = [
-            f"embedguard metrics: {self.provider} / {self.model} (uptime {self.uptime:.1f} s)",
+            f"embedguard metrics: {self._header()}uptime {self.uptime:.1f} s)",
             f"  requests  {self.total_requests} total, {self.successful_requests} ok "
             f"({self.success_rate:.1%}), {self.failed_requests} failed, "
             f"{self.retried_requests} retries, {self.rejected_requests} rejected",
@@ -160,12 +172,33 @@ class MetricsSnapshot:
             f"  breaker   {self.breaker_opens} opened, {self.breaker_half_opens} half-opened, "
             f"{self.breaker_closes} closed",
         ]
+        if self.rejected_calls or self.rejected_requests:
+            lines.append(
+                f"  calls     {self.rejected_calls} rejected by the open breaker (nothing sent)"
+            )
         if self.cache_hits or self.cache_misses:
             lines.append(
                 f"  cache     {self.cache_hits} hits, {self.cache_misses} misses "
                 f"({self.cache_hit_rate:.1%}), {self.cache_tokens_saved} tokens saved"
             )
         return "\n".join(lines)
+
+    def _header(self) -> str:
+        """``who / model (``: who served, with which model; the primary when a fallback did."""
+        served = self.served_by
+        if served in ((), (self.provider,)):
+            who = self.provider
+        elif len(served) == 1:
+            who = served[0]
+        else:
+            counts = {name: self.items_by_provider[name] for name in served}
+            who = " + ".join(f"{p} ({n} vector{'s' * (n != 1)})" for p, n in counts.items())
+        used = sorted((-n, m) for m, n in self.tokens_by_model.items() if n > 0)
+        models = [m for _, m in used]
+        model = self.model if models in ([], [self.model]) else " + ".join(models)
+        if (who, model) == (self.provider, self.model):
+            return f"{who} / {model} ("
+        return f"{who} / {model} (primary {self.provider} / {self.model}; "
 
 
 _COERCE: dict[str, Callable[[Any], Any]] = {
@@ -174,7 +207,7 @@ _COERCE: dict[str, Callable[[Any], Any]] = {
 _MAPPING_FIELDS = tuple(f.name for f in fields(MetricsSnapshot) if f.type == "Mapping[str, int]")
 _OPTIONAL_FIELDS = frozenset(
     ("items_by_provider", "failures_by_provider", "rejected_by_kind", "cache_hits",
-     "cache_misses", "cache_tokens_saved")
+     "cache_misses", "cache_tokens_saved", "rejected_calls")
 )  # fmt: skip
 _DERIVED = (
     "success_rate", "failure_rate", "retry_rate", "compression_ratio", "bytes_saved",

@@ -22,6 +22,7 @@ client or read from the environment variable the profile names (``api_key_env``)
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -31,6 +32,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
+    JsonValue,
     PrivateAttr,
     TypeAdapter,
     ValidationError,
@@ -243,7 +245,10 @@ class ProviderProfile(_Frozen):
         deployment: Azure deployment name (classic ``/openai/deployments/{deployment}`` URLs).
         api_version: Azure ``api-version``; ``None`` with no deployment uses ``/openai/v1``.
         encoding_format: Ask OpenAI-style servers for ``base64`` (compact) or ``float`` vectors.
-        extra_body: Extra JSON fields sent with every request (e.g. Ollama's ``keep_alive``).
+        extra_body: Extra JSON fields sent with every request, nested values included (e.g.
+            Ollama's ``{"keep_alive": "5m", "options": {"num_ctx": 8192}}``); they override
+            the codec's own fields of the same name. ``null`` and non-finite numbers are
+            refused (TOML has no null; JSON has no NaN).
         timeouts: Per-request timeouts; a single number sets both.
         pool_size: Maximum requests in flight from one client, and its connection pool size.
         metrics: Record metrics (``False`` turns the collector into a no-op).
@@ -271,7 +276,7 @@ class ProviderProfile(_Frozen):
     deployment: str | None = None
     api_version: str | None = None
     encoding_format: Literal["base64", "float"] = "base64"
-    extra_body: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    extra_body: dict[str, JsonValue] = Field(default_factory=dict)
     timeouts: Timeouts = Timeouts()
     pool_size: int = Field(20, ge=1, le=1024)
     retry: RetryPolicy = RetryPolicy()
@@ -296,6 +301,13 @@ class ProviderProfile(_Frozen):
         if value is None:
             return None
         return check_url(value)
+
+    @field_validator("extra_body")
+    @classmethod
+    def _extra_body_is_plain_json(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        for key, item in value.items():
+            _check_json(item, key)
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -473,3 +485,22 @@ _POLICIES = frozenset(
     for name, info in ProviderProfile.model_fields.items()
     if isinstance(info.annotation, type) and issubclass(info.annotation, _Frozen)
 )
+
+
+_MAX_JSON_DEPTH = 32
+
+
+def _check_json(value: JsonValue, where: str, depth: int = 0) -> None:
+    """Refuse what a request body or a TOML file cannot carry faithfully."""
+    if depth > _MAX_JSON_DEPTH:
+        raise ValueError(f"{where}: nested deeper than {_MAX_JSON_DEPTH} levels")
+    if value is None:
+        raise ValueError(f"{where}: null is not supported (TOML has no null); leave it out")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: {value} is not a finite number (JSON has no NaN/infinity)")
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_json(item, f"{where}[{index}]", depth + 1)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_json(item, f"{where}.{key}", depth + 1)

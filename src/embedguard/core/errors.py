@@ -12,7 +12,8 @@ Catch the class you mean, or the root::
         ├── QuotaExhaustedError       429 quota / billing exhausted (never retried)
         ├── BadRequestError           other 4xx: the request itself is wrong (never retried)
         │   ├── ContextLengthError    an input, or the batch, is over the model's token limit
-        │   └── ModelNotFoundError    unknown model or deployment (404)
+        │   ├── ModelNotFoundError    unknown model or deployment (404)
+        │   └── EndpointNotFoundError 404 not about a model: check base_url (shows the URL)
         ├── ServerError               5xx and other provider-side failures
         ├── ProviderTimeoutError      connect / read / write / pool timeout
         ├── ProviderConnectionError   connection refused, reset or dropped
@@ -29,6 +30,7 @@ attempt flow, the batch fan-out and failover; nowhere else keeps a list of error
     QuotaExhaustedError            -            -             x           x
     BadRequestError (+ subclasses) -            -             -           -
     ModelNotFoundError             -            -             x           -
+    EndpointNotFoundError          -            -             x           -
     ServerError                    x            x             -           x
     ProviderTimeoutError           x            x             -           x
     ProviderConnectionError        x            x             -           x
@@ -62,6 +64,7 @@ __all__ = [
     "ConfigurationError",
     "ContextLengthError",
     "EmbedGuardError",
+    "EndpointNotFoundError",
     "InputValidationError",
     "ModelNotFoundError",
     "ProviderConnectionError",
@@ -292,9 +295,30 @@ class BadRequestError(ProviderError):
 
 
 class ContextLengthError(BadRequestError):
-    """An input, or a whole batch, exceeds the model's token limit."""
+    """An input, or a whole batch, exceeds the model's token limit.
+
+    Attributes:
+        index: The position, in the request's input list, of the item the provider named as
+            too long (OpenAI's ``param: "input[3]"``); ``None`` when it named none (a batch over
+            its token limit, or a server that does not say).
+    """
 
     kind = "context_length"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: int | None = None,
+        provider: str | None = None,
+        status_code: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, provider=provider, status_code=status_code, code=code, request_id=request_id
+        )
+        self.index = index
 
 
 class ModelNotFoundError(BadRequestError):
@@ -302,6 +326,33 @@ class ModelNotFoundError(BadRequestError):
 
     kind = "model_not_found"
     stops_call = True
+
+
+class EndpointNotFoundError(BadRequestError):
+    """A 404 that is not about a model: the URL is wrong (often a ``base_url`` missing ``/v1``).
+
+    Attributes:
+        url: The URL requested, without user info and with query values other than
+            ``api-version`` hidden; ``None`` when not known.
+    """
+
+    kind = "endpoint_not_found"
+    stops_call = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        provider: str | None = None,
+        status_code: int | None = 404,
+        code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, provider=provider, status_code=status_code, code=code, request_id=request_id
+        )
+        self.url = url
 
 
 class ServerError(ProviderError):

@@ -2,8 +2,9 @@
 
 A *request* is one HTTP attempt. Every attempt ends as exactly one success or one failure, so at
 every snapshot ``total_requests == successful_requests + failed_requests`` and the failures split
-exactly by error kind. Calls refused without sending (circuit breaker open) are counted apart, as
-``rejected_requests``.
+exactly by error kind. What an open circuit breaker refuses is counted apart, twice over:
+``rejected_requests`` counts the batches refused unsent (one batch may carry several coalesced
+calls), ``rejected_calls`` the caller's calls that ended in ``CircuitOpenError``.
 
 Example::
 
@@ -68,6 +69,7 @@ class _State:
     failed_requests: int = 0
     retried_requests: int = 0
     rejected_requests: int = 0
+    rejected_calls: int = 0
     items_embedded: int = 0
     tokens_used: int = 0
     bytes_raw: int = 0
@@ -247,12 +249,28 @@ class MetricsCollector:
             s.cache_tokens_saved += tokens_saved
 
     def record_rejected(self, kind: str = "circuit_open") -> None:
-        """Record a call refused without sending anything (not counted in ``total_requests``)."""
+        """Record one *batch* refused without sending (not counted in ``total_requests``).
+
+        Call it once per batch the breaker refuses; the calls that batch carried are counted
+        with :meth:`record_rejected_call`.
+        """
         if not self._enabled:
             return
         with self._lock:
             self._state.rejected_requests += 1
             _bump(self._state.rejected_by_kind, kind)
+
+    def record_rejected_call(self) -> None:
+        """Record one caller's call that ended in ``CircuitOpenError`` (``rejected_calls``).
+
+        Call it once per call (``embed``, ``aembed``, ``embed_query``..., or one chunk of
+        ``embed_iter``) that raises ``CircuitOpenError`` to its caller, however many of its
+        batches were refused and however many other calls shared them.
+        """
+        if not self._enabled:
+            return
+        with self._lock:
+            self._state.rejected_calls += 1
 
     def on_breaker_transition(self, old: object, new: object) -> None:
         """Breaker listener: count a change of state, by the state entered.

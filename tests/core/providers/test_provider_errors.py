@@ -9,6 +9,7 @@ from embedguard.core.errors import (
     AuthenticationError,
     BadRequestError,
     ContextLengthError,
+    EndpointNotFoundError,
     ModelNotFoundError,
     ProviderError,
     ProviderTimeoutError,
@@ -386,3 +387,124 @@ def test_every_result_is_a_provider_error_with_provider_name() -> None:
         assert isinstance(err, ProviderError)
         assert err.provider == "named"
         assert err.status_code == status
+
+
+# -- issue 15.5: list-input over-length and 404s that are not about the model -----------------
+OPENAI_LIST_TOO_LONG = b"""{
+  "error": {
+    "message": "Invalid 'input[3]': maximum input length is 8192 tokens.",
+    "type": "invalid_request_error",
+    "param": "input[3]",
+    "code": "invalid_value"
+  }
+}"""
+
+
+def test_openai_list_input_over_length_is_context_length_with_index() -> None:
+    """OpenAI's wording for an over-long item of an input *list* is a ContextLengthError at it."""
+    err = error_from_response("openai", 400, {}, OPENAI_LIST_TOO_LONG)
+    assert type(err) is ContextLengthError
+    assert err.index == 3
+    assert err.code == "invalid_value"
+    assert "input[3]" in err.message
+
+
+def test_list_index_is_read_from_the_message_without_param() -> None:
+    """Without ``param``, the item index is read from the message's 'input[N]'."""
+    body = _openai_error(
+        "Invalid 'input[12]': maximum input length is 8192 tokens.", "invalid_request_error", None
+    )
+    err = error_from_response("openai", 400, {}, body)
+    assert type(err) is ContextLengthError
+    assert err.index == 12
+
+
+def test_context_length_without_an_item_has_no_index() -> None:
+    """A whole-batch or single-input length error names no index."""
+    body = _openai_error(
+        "Invalid 'input': maximum context length is 8192 tokens.", "invalid_request_error", None
+    )
+    err = error_from_response("openai", 400, {}, body)
+    assert type(err) is ContextLengthError
+    assert err.index is None
+
+
+def test_other_list_item_errors_stay_bad_requests() -> None:
+    """An 'input[N]' error that is not about length is not a ContextLengthError."""
+    body = b"""{"error":{"message":"Invalid 'input[1]': string must not be empty.","type":"invalid_request_error","param":"input[1]","code":"invalid_value"}}"""
+    err = error_from_response("openai", 400, {}, body)
+    assert type(err) is BadRequestError
+
+
+OPENAI_INVALID_URL = b"""{
+  "error": {
+    "message": "Invalid URL (POST /embeddings)",
+    "type": "invalid_request_error",
+    "param": null,
+    "code": null
+  }
+}"""
+HTML_404 = b"<html><head><title>404 Not Found</title></head><body><h1>Not Found</h1></body></html>"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        OPENAI_INVALID_URL,
+        HTML_404,
+        b"404 page not found",
+        b'{"detail":"Not Found"}',
+        b"",
+    ],
+    ids=["openai-invalid-url", "html", "go-plain-text", "fastapi", "empty"],
+)
+def test_404_not_about_a_model_points_at_base_url(body: bytes) -> None:
+    """A 404 whose body is not a model-not-found error says 'check base_url' and shows the URL."""
+    url = "https://api.example.com/embeddings"
+    err = error_from_response("openai", 404, {}, body, url=url)
+    assert type(err) is EndpointNotFoundError
+    assert isinstance(err, BadRequestError) and not err.retryable
+    assert err.url == url
+    assert "check base_url" in str(err) and url in str(err)
+    assert "/v1" in str(err)  # the usual mistake, named
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        OPENAI_404,
+        b'{"error":"model \\"xyz\\" not found, try pulling it first"}',
+        b'{"error":{"code":"DeploymentNotFound","message":"The API deployment for this resource does not exist."}}',
+        b'{"object":"error","message":"The model `m` does not exist.","type":"NotFoundError","param":null,"code":404}',
+    ],
+    ids=["openai", "ollama", "azure", "vllm"],
+)
+def test_model_not_found_404s_stay_model_not_found(body: bytes) -> None:
+    """A 404 that names a missing model or deployment stays a ModelNotFoundError."""
+    err = error_from_response("p", 404, {}, body, url="http://h/v1/embeddings")
+    assert type(err) is ModelNotFoundError
+    assert "check base_url" not in str(err)
+
+
+def test_endpoint_hint_never_shows_a_secret_from_the_url() -> None:
+    """User info, query values (but api-version) and the key are hidden from the URL shown."""
+    key = "sk-PLANTED-url-secret-0011"
+    url = (
+        f"https://user:hunter2pass@gw.example.com/{key}/embeddings"
+        "?api-version=2024-10-21&token=querysecret99&sig=abc123xyz"
+    )
+    err = error_from_response("azure", 404, {}, HTML_404, url=url, secrets=[key])
+    shown = str(err) + repr(err) + (err.url or "")
+    for secret in (key, "hunter2pass", "user:", "querysecret99", "abc123xyz"):
+        assert secret not in shown
+    assert (
+        err.url == "https://gw.example.com/***/embeddings?api-version=2024-10-21&token=***&sig=***"
+    )
+
+
+def test_404_without_a_url_still_points_at_base_url() -> None:
+    """With no URL known, the hint still says to check base_url."""
+    err = error_from_response("openai", 404, {}, HTML_404)
+    assert type(err) is EndpointNotFoundError
+    assert err.url is None
+    assert "check base_url" in str(err)

@@ -20,7 +20,11 @@ _SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[Hea
 _ws = st.text(st.sampled_from(" \t\n\r"), max_size=3)
 _text = st.text(max_size=8)  # any unicode, written raw or \u-escaped
 _extra_value = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | _text,
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _text,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
     max_leaves=6,
 )

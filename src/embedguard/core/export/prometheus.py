@@ -6,7 +6,8 @@ snapshot from each source. Every sample carries ``provider`` and ``model`` label
 
     embedguard_requests_total{outcome="success"|"failure"}   HTTP attempts
     embedguard_retries_total                                 attempts that repeated an earlier one
-    embedguard_rejected_requests_total                       calls refused unsent (breaker open)
+    embedguard_rejected_requests_total                       batches refused unsent (breaker open)
+    embedguard_rejected_calls_total                          calls that ended in CircuitOpenError
     embedguard_items_total                                   vectors received
     embedguard_tokens_total{model=...}                       tokens billed, by the model used
     embedguard_errors_total{kind=...}                        failed attempts by error kind
@@ -20,14 +21,21 @@ snapshot from each source. Every sample carries ``provider`` and ``model`` label
                                                              lifetime _count and _sum
     embedguard_uptime_seconds                                since the collector was created/reset
 
+Several clients: a registry holds one collector per namespace, exporting every client. Call
+:func:`register_prometheus` once per client (it finds or makes that collector), or pass all the
+clients to one :class:`PrometheusCollector`. A client's series are told apart by ``provider``,
+its profile's ``name``: two clients whose profiles share a name and model would emit duplicate
+series, so the collector refuses the second (name them, e.g. ``profiles.openai(name="search")``).
+
 Example::
 
-    from prometheus_client import REGISTRY
-    REGISTRY.register(PrometheusCollector(client))   # any object with .metrics()
+    register_prometheus(ingest_client)               # on prometheus_client.REGISTRY
+    register_prometheus(search_client)               # same collector, more series
     print(render_prometheus(client))                 # or one-off text exposition
 
 :class:`PrometheusHook` is an event hook (see :mod:`embedguard.core.events`) feeding
-``prometheus_client``'s own metric classes, so it also works in multiprocess mode::
+``prometheus_client``'s own metric classes, so it also works in multiprocess mode; hooks made
+for one registry share its metrics (one hook per client is fine)::
 
     embedguard_attempt_duration_seconds{provider,model,outcome}  histogram of HTTP attempts,
                                                                  buckets 0.01 s .. 60 s
@@ -44,21 +52,23 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol, TypeAlias
 
 from embedguard._extras import require
 from embedguard.core.errors import ConfigurationError
-from embedguard.core.events import (
-    CircuitChanged,
-    Event,
-    RateLimitObserved,
-    RequestFinished,
-    RequestStarted,
-)
 from embedguard.core.metrics import MetricsSnapshot
 
-__all__ = ["DEFAULT_BUCKETS", "PrometheusCollector", "PrometheusHook", "render_prometheus"]
+from ._promhook import DEFAULT_BUCKETS, PrometheusHook, check_namespace
+
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "PrometheusCollector",
+    "PrometheusHook",
+    "register_prometheus",
+    "render_prometheus",
+]
 
 
 class _HasMetrics(Protocol):
@@ -75,7 +85,6 @@ MetricsSource: TypeAlias = (
 """Where snapshots come from: a client (``.metrics()``), a collector (``.snapshot()``), a
 zero-argument callable, or a fixed snapshot (e.g. one loaded with ``MetricsSnapshot.from_dict``)."""
 
-_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _OWN_LABELS = frozenset(
     ("provider", "model", "outcome", "kind", "to", "encoding", "upstream", "quantile")
@@ -84,7 +93,8 @@ _OWN_LABELS = frozenset(
 _FAMILIES = (
     ("requests", "counter", "HTTP attempts, by outcome."),
     ("retries", "counter", "HTTP attempts that repeated an earlier attempt."),
-    ("rejected_requests", "counter", "Calls refused without sending (circuit breaker open)."),
+    ("rejected_requests", "counter", "Batches refused without sending (circuit breaker open)."),
+    ("rejected_calls", "counter", "Calls that ended in CircuitOpenError (nothing sent)."),
     ("items", "counter", "Vectors received."),
     ("tokens", "counter", "Tokens billed, by the model that used them."),
     ("errors", "counter", "Failed HTTP attempts, by error kind."),
@@ -126,6 +136,7 @@ def _samples(snap: MetricsSnapshot) -> Iterator[_Sample]:
     yield "requests", "_total", {"outcome": "failure"}, snap.failed_requests
     yield "retries", "_total", {}, snap.retried_requests
     yield "rejected_requests", "_total", {}, snap.rejected_requests
+    yield "rejected_calls", "_total", {}, snap.rejected_calls
     yield "items", "_total", {}, snap.items_embedded
     for model, used in sorted((snap.tokens_by_model or {snap.model: 0}).items()):
         yield "tokens", "_total", {"model": model}, used
@@ -161,9 +172,10 @@ def _samples(snap: MetricsSnapshot) -> Iterator[_Sample]:
 class PrometheusCollector:
     """A ``prometheus_client`` collector exporting one or more metrics sources.
 
-    Register it once per registry; pass every client to the same collector (their
-    ``provider``/``model`` pairs should differ) rather than registering several collectors,
-    which the registry refuses as duplicated time series.
+    A registry takes one collector per namespace (a second one exports the same names, which the
+    registry refuses): put every client in it, here or with :meth:`add`, or let
+    :func:`register_prometheus` do that. Each source must have its own ``provider``/``model``
+    pair (its profile's ``name`` and model), else their series would be duplicates.
 
     Args:
         source: Where snapshots come from (see ``MetricsSource``); read at every scrape.
@@ -173,7 +185,8 @@ class PrometheusCollector:
 
     Raises:
         MissingExtraError: ``prometheus_client`` is not installed (``embedguard[prometheus]``).
-        ConfigurationError: Invalid namespace or label name, or a label name used by the exporter.
+        ConfigurationError: Invalid namespace or label name, a label name used by the exporter,
+            or two sources with the same provider and model.
     """
 
     def __init__(
@@ -184,19 +197,49 @@ class PrometheusCollector:
         const_labels: Mapping[str, str] | None = None,
     ) -> None:
         self._prom = require("prometheus_client", "prometheus")
-        if namespace and not _NAME.match(namespace):
-            raise ConfigurationError(
-                f"not a valid metric name prefix: {namespace!r}", field="namespace"
-            )
+        self._prefix = check_namespace(namespace)
         labels = dict(const_labels or {})
         for name in labels:
             if not _LABEL.match(name) or name.startswith("__") or name in _OWN_LABELS:
                 raise ConfigurationError(
                     f"label name {name!r} is invalid or reserved", field="const_labels"
                 )
-        self._prefix = f"{namespace}_" if namespace else ""
         self._const_labels = {k: str(v) for k, v in labels.items()}
-        self._readers = tuple(_reader(s) for s in (source, *more_sources))
+        self._lock = threading.Lock()
+        self._sources: list[MetricsSource] = []
+        self._readers: tuple[Callable[[], MetricsSnapshot], ...] = ()
+        self._exported: set[tuple[str, str]] = set()
+        for each in (source, *more_sources):
+            self.add(each)
+
+    @property
+    def const_labels(self) -> Mapping[str, str]:
+        """The labels added to every sample."""
+        return dict(self._const_labels)
+
+    def add(self, source: MetricsSource) -> None:
+        """Export ``source`` too, from the next scrape on (a source already here is ignored).
+
+        Raises:
+            TypeError: ``source`` cannot give a snapshot.
+            ConfigurationError: Another source already exports this provider and model.
+        """
+        read = _reader(source)
+        snap = read()
+        exported = (snap.provider, snap.model)
+        with self._lock:
+            if any(s is source or s == source for s in self._sources):
+                return
+            if exported in self._exported:
+                raise ConfigurationError(
+                    f"two sources export provider={snap.provider!r}, model={snap.model!r}: "
+                    "their series would be duplicates; give the clients' profiles distinct "
+                    "names, e.g. profiles.openai(name='search')",
+                    field="source",
+                )
+            self._exported.add(exported)
+            self._sources.append(source)
+            self._readers = (*self._readers, read)
 
     def _families(self) -> dict[str, Any]:
         return {
@@ -210,7 +253,7 @@ class PrometheusCollector:
     def collect(self) -> Iterator[Any]:
         """Yield the metric families with one fresh snapshot per source."""
         families = self._families()
-        for read in self._readers:
+        for read in self._readers:  # a tuple, replaced whole by add(): safe to iterate
             snap = read()
             base = {"provider": snap.provider, "model": snap.model}
             for key, suffix, extra, value in _samples(snap):
@@ -221,6 +264,65 @@ class PrometheusCollector:
 
     def __repr__(self) -> str:
         return f"PrometheusCollector(sources={len(self._readers)}, prefix={self._prefix!r})"
+
+
+# registry -> namespace -> the collector register_prometheus made for it.
+_REGISTERED: weakref.WeakKeyDictionary[Any, dict[str, PrometheusCollector]]
+_REGISTERED = weakref.WeakKeyDictionary()
+_REGISTERED_LOCK = threading.Lock()
+
+
+def register_prometheus(
+    source: MetricsSource,
+    *,
+    registry: Any = None,
+    namespace: str = "embedguard",
+    const_labels: Mapping[str, str] | None = None,
+) -> PrometheusCollector:
+    """Export ``source`` on ``registry``, in the one collector this function keeps per namespace.
+
+    Call it once per client, from anywhere: the first call registers a
+    :class:`PrometheusCollector`, later ones add to it. Registering the same source again does
+    nothing.
+
+    Example::
+
+        register_prometheus(ingest_client)   # prometheus_client.REGISTRY by default
+        register_prometheus(search_client)   # profiles named "ingest" and "search"
+
+    Args:
+        source: A client (or any ``MetricsSource``).
+        registry: Where to export; default ``prometheus_client.REGISTRY``.
+        namespace: Prefix of every metric name.
+        const_labels: Labels on every sample; every call for one registry and namespace must
+            pass the same ones.
+
+    Returns:
+        The registry's collector for ``namespace``.
+
+    Raises:
+        MissingExtraError: ``prometheus_client`` is not installed (``embedguard[prometheus]``).
+        ConfigurationError: ``const_labels`` differ from the collector's, or another source
+            already exports the same provider and model.
+    """
+    prom = require("prometheus_client", "prometheus")
+    registry = prom.REGISTRY if registry is None else registry
+    wanted = {k: str(v) for k, v in (const_labels or {}).items()}
+    with _REGISTERED_LOCK:
+        by_namespace = _REGISTERED.setdefault(registry, {})
+        collector = by_namespace.get(namespace)
+        if collector is None:
+            collector = PrometheusCollector(source, namespace=namespace, const_labels=wanted)
+            registry.register(collector)
+            by_namespace[namespace] = collector
+            return collector
+    if collector.const_labels != wanted:
+        raise ConfigurationError(
+            f"this registry's collector has const_labels {collector.const_labels}, not {wanted}",
+            field="const_labels",
+        )
+    collector.add(source)
+    return collector
 
 
 def render_prometheus(
@@ -246,110 +348,3 @@ def render_prometheus(
     registry.register(collector)
     text: bytes = prom.generate_latest(registry)
     return text.decode("utf-8")
-
-
-DEFAULT_BUCKETS: tuple[float, ...] = (
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
-)  # fmt: skip
-"""Latency buckets (seconds) of :class:`PrometheusHook`: embeddings take 10 ms to a minute."""
-
-_STATES = ("closed", "open", "half_open")
-
-
-class PrometheusHook:
-    """An event hook feeding a latency histogram and breaker and rate-limit gauges.
-
-    The metrics are ``prometheus_client``'s own ``Histogram`` and ``Gauge``, registered on
-    ``registry`` when the hook is made (make one hook per registry and share it between
-    clients). With ``PROMETHEUS_MULTIPROC_DIR`` set, they are written per process and merged by
-    ``prometheus_client.multiprocess.MultiProcessCollector``: the histogram sums over processes,
-    ``circuit_state`` uses ``livesum`` (how many live processes see each state) and
-    ``ratelimit_remaining`` uses ``livemostrecent`` (the latest value any live process saw).
-
-    Metrics (with the default namespace):
-
-    - ``embedguard_attempt_duration_seconds{provider,model,outcome}``: histogram of HTTP attempt
-      durations from ``RequestFinished`` (``outcome`` is ``success`` or ``failure``).
-    - ``embedguard_circuit_state{provider,state}``: 1 for the breaker's current state and 0 for
-      the others, from ``CircuitChanged``; a provider first seen in ``RequestStarted`` starts
-      ``closed``.
-    - ``embedguard_ratelimit_remaining{provider,kind="requests"|"tokens"}``: what the provider
-      said is left, from ``RateLimitObserved`` (a kind it did not report is not set).
-
-    Args:
-        registry: Where to register; default ``prometheus_client.REGISTRY``.
-        namespace: Prefix of every metric name (``""`` for none).
-        buckets: Histogram bucket upper bounds in seconds.
-
-    Raises:
-        MissingExtraError: ``prometheus_client`` is not installed (``embedguard[prometheus]``).
-        ConfigurationError: Invalid namespace.
-        ValueError: The registry already has these metric names.
-    """
-
-    def __init__(
-        self,
-        *,
-        registry: Any = None,
-        namespace: str = "embedguard",
-        buckets: Sequence[float] = DEFAULT_BUCKETS,
-    ) -> None:
-        prom = require("prometheus_client", "prometheus")
-        if namespace and not _NAME.match(namespace):
-            raise ConfigurationError(
-                f"not a valid metric name prefix: {namespace!r}", field="namespace"
-            )
-        prefix = f"{namespace}_" if namespace else ""
-        registry = prom.REGISTRY if registry is None else registry
-        self._latency = prom.Histogram(
-            prefix + "attempt_duration_seconds",
-            "HTTP attempt duration in seconds, by outcome.",
-            ["provider", "model", "outcome"],
-            buckets=tuple(buckets),
-            registry=registry,
-        )
-        self._state = prom.Gauge(
-            prefix + "circuit_state",
-            "Circuit breaker state: 1 for the current state, 0 for the others.",
-            ["provider", "state"],
-            registry=registry,
-            multiprocess_mode="livesum",
-        )
-        self._remaining = prom.Gauge(
-            prefix + "ratelimit_remaining",
-            "Rate limit left in the provider's window, as its headers last said.",
-            ["provider", "kind"],
-            registry=registry,
-            multiprocess_mode="livemostrecent",
-        )
-        self._seen: set[str] = set()
-        self._lock = threading.Lock()
-
-    def __call__(self, event: Event) -> None:
-        """Update the metrics from ``event``; other event types are ignored."""
-        if isinstance(event, RequestFinished):
-            outcome = "success" if event.error_type is None else "failure"
-            self._latency.labels(event.provider, event.model, outcome).observe(event.duration)
-        elif isinstance(event, RequestStarted):
-            if event.provider not in self._seen:
-                self._set_state(event.provider, "closed", only_if_unseen=True)
-        elif isinstance(event, CircuitChanged):
-            new = str(getattr(event.new, "value", event.new)).lower().replace("-", "_")
-            self._set_state(event.provider, new, only_if_unseen=False)
-        elif isinstance(event, RateLimitObserved):
-            if event.remaining_requests is not None:
-                self._remaining.labels(event.provider, "requests").set(event.remaining_requests)
-            if event.remaining_tokens is not None:
-                self._remaining.labels(event.provider, "tokens").set(event.remaining_tokens)
-
-    def _set_state(self, provider: str, state: str, *, only_if_unseen: bool) -> None:
-        # Under the lock, so racing transitions cannot leave two states at 1.
-        with self._lock:
-            if only_if_unseen and provider in self._seen:
-                return
-            self._seen.add(provider)
-            for name in _STATES:
-                self._state.labels(provider, name).set(1 if name == state else 0)
-
-    def __repr__(self) -> str:
-        return f"PrometheusHook(providers={sorted(self._seen)!r})"

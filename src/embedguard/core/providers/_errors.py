@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
@@ -17,6 +18,7 @@ from embedguard.core.errors import (
     AuthenticationError,
     BadRequestError,
     ContextLengthError,
+    EndpointNotFoundError,
     ModelNotFoundError,
     ProviderError,
     ProviderTimeoutError,
@@ -27,7 +29,7 @@ from embedguard.core.errors import (
 )
 from embedguard.core.retry import parse_duration, parse_retry_after
 
-__all__ = ["error_from_response", "lower_headers", "request_id_of"]
+__all__ = ["error_from_response", "lower_headers", "request_id_of", "safe_url"]
 
 _MAX_MESSAGE = 500
 _MAX_EXCERPT = 200
@@ -50,9 +52,18 @@ _CONTEXT_TEXT = re.compile(
     r"maximum context length|max_tokens_per_request|too many tokens in batch"
     r"|input length exceeds the context length|context length exceeded"
     r"|exceeds? the (?:maximum|max) (?:input )?(?:length|tokens)|input is too large"
-    r"|must have less than \d+ tokens|request entity too large|payload too large",
+    r"|must have less than \d+ tokens|request entity too large|payload too large"
+    # OpenAI, for one item of an input *list* (what embedguard always sends):
+    # "Invalid 'input[3]': maximum input length is 8192 tokens."
+    r"|maximum input length is \d+",
     re.IGNORECASE,
 )
+# Which item of the input list an error is about: OpenAI's ``param`` or its message.
+_ITEM_PARAM = re.compile(r"input\[(\d{1,9})\]")
+# A 404 about a model or deployment (OpenAI model_not_found, Azure DeploymentNotFound, Ollama
+# 'model "x" not found', vLLM "The model `x` does not exist"); any other 404 is the URL's fault.
+_MODEL_WORDS = re.compile(r"\b(?:model|deployment)", re.IGNORECASE)
+_URL_KEPT_QUERY = frozenset({"api-version"})
 _TRY_AGAIN = re.compile(r"try again in\s+((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)", re.IGNORECASE)
 _RETRY_AFTER_SECONDS = re.compile(r"retry after\s+(\d+(?:\.\d+)?)\s*second", re.IGNORECASE)
 _TAGS = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
@@ -116,14 +127,16 @@ def _detail_text(detail: Any) -> str:
 class _Parsed:
     """What an error body says: message, code, type, an embedded status and a request id."""
 
-    __slots__ = ("code", "embedded_status", "message", "request_id", "type")
+    __slots__ = ("code", "embedded_status", "json", "message", "param", "request_id", "type")
 
     def __init__(self) -> None:
         self.message = ""
         self.code: str | None = None
         self.type: str | None = None
+        self.param: str | None = None
         self.embedded_status: int | None = None
         self.request_id: str | None = None
+        self.json = False  # the body was a JSON object (a server's own error document)
 
 
 def _status_like(value: Any) -> int | None:
@@ -148,6 +161,7 @@ def parse_error_body(body: bytes) -> _Parsed:
     if not isinstance(doc, dict):
         parsed.message = f"unrecognised error body: {_excerpt(body)}"
         return parsed
+    parsed.json = True
     error = doc.get("error")
     # Nested {"error": {...}}: OpenAI, Azure, newer vLLM, llama.cpp; flat forms otherwise.
     source: Mapping[str, Any] = error if isinstance(error, dict) else doc
@@ -161,6 +175,8 @@ def parse_error_body(body: bytes) -> _Parsed:
     raw_code = source.get("code")
     raw_type = source.get("type", doc.get("error_type"))
     parsed.type = raw_type if isinstance(raw_type, str) and raw_type else None
+    raw_param = source.get("param")
+    parsed.param = raw_param if isinstance(raw_param, str) and raw_param else None
     parsed.code = _as_code(raw_code)
     if isinstance(raw_code, int) and parsed.type:
         parsed.code = None  # vLLM / llama.cpp repeat the status as an int code: the type says more
@@ -188,6 +204,55 @@ def _is_context_error(parsed: _Parsed) -> bool:
     return bool(codes & _CONTEXT_CODES) or bool(_CONTEXT_TEXT.search(parsed.message))
 
 
+def _item_index(parsed: _Parsed) -> int | None:
+    """The input-list position the error names (``param: "input[3]"``), else ``None``."""
+    for text in (parsed.param, parsed.message):
+        match = _ITEM_PARAM.search(text or "")
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def _is_model_not_found(parsed: _Parsed) -> bool:
+    """Whether a 404's body says the model or deployment is missing (else: a wrong URL)."""
+    if not parsed.json:
+        return False  # HTML pages, "404 page not found", empty bodies: not the provider's API
+    words = " ".join(t for t in (parsed.code, parsed.type, parsed.message) if t)
+    return bool(_MODEL_WORDS.search(words))
+
+
+def safe_url(url: str, secrets: Sequence[str | None] = ()) -> str:
+    """``url`` fit to show: no user info, query values hidden (``api-version`` kept), no secret.
+
+    Example:
+        ``https://u:p@h/v1/embeddings?key=s&api-version=1`` ->
+        ``https://h/v1/embeddings?key=***&api-version=1``
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "(unparseable URL)"
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    shown = f"{parts.scheme}://{host}{f':{port}' if port is not None else ''}{parts.path}"
+    if parts.query:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        shown += "?" + "&".join(
+            f"{name}={value if name.lower() in _URL_KEPT_QUERY else '***'}" for name, value in pairs
+        )
+    return redact(shown, secrets)
+
+
+def _endpoint_hint(message: str, url: str | None) -> str:
+    where = f" from {url}" if url else ""
+    return (
+        f"404 Not Found{where}: no embeddings endpoint there; check base_url (OpenAI-style "
+        f"servers usually need it to end in /v1). The server said: {message}"
+    )
+
+
 def error_from_response(
     provider: str,
     status: int,
@@ -195,15 +260,19 @@ def error_from_response(
     body: bytes,
     *,
     secrets: Sequence[str | None] = (),
+    url: str | None = None,
 ) -> ProviderError:
     """Build the typed error for a failed provider response.
 
-    The class follows the status: 401/403 authentication, 404 model not found, 408 timeout,
-    409 and >= 500 server error, 429 rate limit (or quota exhaustion for the
-    ``insufficient_quota`` family), 400/413/422 context length when the message says the input
-    or batch is too long, other statuses bad request. A 2xx whose body is an error uses the
-    status the body names (else it counts as a server error). The message is the provider's
-    own text with ``secrets`` redacted; request headers are never included.
+    The class follows the status: 401/403 authentication, 404 model not found when the body
+    says a model or deployment is missing and endpoint not found otherwise (a wrong
+    ``base_url``: the message says so and shows ``url``), 408 timeout, 409 and >= 500 server
+    error, 429 rate limit (or quota exhaustion for the ``insufficient_quota`` family),
+    400/413/422 context length when the message says the input or batch is too long (with the
+    input-list ``index`` the provider named, if any), other statuses bad request. A 2xx whose
+    body is an error uses the status the body names (else it counts as a server error). The
+    message is the provider's own text with ``secrets`` redacted; request headers are never
+    included.
 
     Args:
         provider: The profile name, recorded on the error.
@@ -211,6 +280,8 @@ def error_from_response(
         headers: The response headers (any case).
         body: The raw (decoded) response body.
         secrets: Values to scrub from the message, e.g. the API key.
+        url: The URL requested, shown in an endpoint-not-found error without its user info,
+            query values (``api-version`` excepted) or ``secrets``.
 
     Returns:
         The error to raise (not raised here).
@@ -233,7 +304,10 @@ def error_from_response(
     if effective in (401, 403):
         return AuthenticationError(message, **kwargs)
     if effective == 404:
-        return ModelNotFoundError(message, **kwargs)
+        if _is_model_not_found(parsed):
+            return ModelNotFoundError(message, **kwargs)
+        shown = None if url is None else safe_url(url, secrets)
+        return EndpointNotFoundError(_endpoint_hint(message, shown), url=shown, **kwargs)
     if effective == 408:
         return ProviderTimeoutError(message, **kwargs)
     if effective == 429:
@@ -241,7 +315,7 @@ def error_from_response(
             return QuotaExhaustedError(message, **kwargs)
         return RateLimitError(message, retry_after=_retry_hint(lowered, message), **kwargs)
     if (effective in _CONTEXT_STATUSES or 200 <= status < 300) and _is_context_error(parsed):
-        return ContextLengthError(message, **kwargs)
+        return ContextLengthError(message, index=_item_index(parsed), **kwargs)
     if effective == 409 or effective >= 500:
         return ServerError(message, **kwargs)
     return BadRequestError(message, **kwargs)

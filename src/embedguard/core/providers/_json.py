@@ -391,8 +391,9 @@ class JsonCodec:
         """
         if not 200 <= status < 300:
             raise error_from_response(
-                self.name, status, lower_headers(headers), body, secrets=self._secrets()
-            )
+                self.name, status, lower_headers(headers), body, secrets=self._secrets(),
+                url=self.url,
+            )  # fmt: skip
         lowered = {name.lower(): value for name, value in headers.items()}
         decoded = self._decode_body(
             status, lowered, body, n_inputs=n_inputs, dimensions=dimensions, out=out

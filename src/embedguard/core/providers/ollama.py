@@ -83,8 +83,9 @@ class OllamaCodec(JsonCodec):
     No key is needed; when one is given (``api_key``, or the variable the profile's
     ``api_key_env`` names, e.g. for a server behind an authenticating proxy) it is sent as a
     bearer token. ``dimensions`` is sent whenever the profile sets it, unless it is the known
-    native size of the model. The profile's ``extra_body`` carries Ollama options such as
-    ``truncate`` and ``keep_alive``. Token usage is read from ``prompt_eval_count``.
+    native size of the model. The profile's ``extra_body`` carries Ollama's other fields, such
+    as ``truncate``, ``keep_alive`` and the nested ``options`` object
+    (``{"options": {"num_ctx": 8192}}``). Token usage is read from ``prompt_eval_count``.
     """
 
     provider: ClassVar[str] = "ollama"

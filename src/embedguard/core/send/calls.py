@@ -200,6 +200,8 @@ class Calls:
         )
         if not isinstance(error, errors.EmbedGuardError):
             raise error  # not ours (e.g. a test double's exception): unchanged
+        if isinstance(error, errors.CircuitOpenError):
+            self._primary.metrics.record_rejected_call()
         error = error.copy()  # the same error may reach several concurrent callers
         error.with_failed_indices(plan.inputs_of(failed))
         if d is not None:
