@@ -205,9 +205,13 @@ class RateLimit(_Frozen):
 
 
 class CompressionPolicy(_Frozen):
-    """Gzip request bodies of at least ``threshold_bytes`` (when ``enabled``) at ``level``."""
+    """Gzip request bodies of at least ``threshold_bytes`` (when ``enabled``) at ``level``.
 
-    enabled: bool = True
+    Off by default, in every built-in profile too: no provider documents accepting gzip
+    request bodies. Turn it on only for a server known to take them.
+    """
+
+    enabled: bool = False
     threshold_bytes: int = Field(1024, ge=0)
     level: int = Field(6, ge=1, le=9)
 

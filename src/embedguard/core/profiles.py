@@ -26,7 +26,7 @@ compatible
 The OpenAI values are the policy defaults in :mod:`embedguard.core.config`; the other profiles
 state only where they differ. Local HTTP servers (Ollama, OpenAI-compatible) use the local values
 with a 60 s timeout, since a CPU-bound server can take longer than 10 s on a batch of 32. Gzip is
-off for local servers.
+off in every profile unless enabled (the threshold applies once it is on).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ _LOCAL_SERVER: dict[str, Any] = {
     "breaker": BreakerPolicy(enabled=False),
     "batching": BatchPolicy(max_inputs=32),
     "rate_limit": RateLimit(requests_per_minute=None, tokens_per_minute=None),
-    "compression": CompressionPolicy(enabled=False, threshold_bytes=2048),
+    "compression": CompressionPolicy(threshold_bytes=2048),
 }
 
 
