@@ -1,5 +1,5 @@
-"""Shared machinery of the JSON-over-HTTP codecs: key and URL resolution, request assembly,
-response parsing, and OpenAI-style rate-limit headers."""
+"""Shared machinery of the JSON-over-HTTP codecs: key and URL resolution, request assembly and
+response parsing (headers are read by :mod:`.headers`)."""
 
 from __future__ import annotations
 
@@ -14,24 +14,16 @@ from pydantic import SecretStr
 
 from embedguard.core.config import ProviderProfile, check_url
 from embedguard.core.errors import ConfigurationError, InputValidationError
-from embedguard.core.retry import parse_duration
 
-from ._decode import (
-    decode_openai_data,
-    echoed_model,
-    int_header,
-    load_json_object,
-    usage_tokens,
-)
-from ._errors import error_from_response, lower_headers, request_id_of
+from ._decode import decode_openai_data, echoed_model, load_json_object, usage_tokens
+from ._errors import error_from_response
 from .base import EmbeddingResult, HttpRequest, RateLimitInfo
+from .headers import lower_headers, openai_rate_limit, request_id_of
 
 __all__ = [
     "JsonCodec",
     "NativeSize",
     "check_native_dimensions",
-    "openai_rate_limit",
-    "rate_limit_or_none",
     "resolve_base_url",
     "resolve_key",
     "user_agent",
@@ -142,46 +134,6 @@ def check_native_dimensions(
             provider=profile.name,
         )
     return wanted
-
-
-def _seconds_header(headers: Mapping[str, str], name: str) -> float | None:
-    raw = headers.get(name)
-    return parse_duration(raw) if raw else None
-
-
-def rate_limit_or_none(info: RateLimitInfo) -> RateLimitInfo | None:
-    """``info``, or ``None`` when the provider sent no rate-limit value at all."""
-    values = (
-        info.limit_requests,
-        info.remaining_requests,
-        info.reset_requests,
-        info.limit_tokens,
-        info.remaining_tokens,
-        info.reset_tokens,
-    )
-    return info if any(v is not None for v in values) else None
-
-
-def openai_rate_limit(headers: Mapping[str, str]) -> RateLimitInfo | None:
-    """Read ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` (lower-cased headers).
-
-    Resets are Go-style durations (``6ms``, ``1m30s``) or seconds; Azure's
-    ``x-rate-limit-reset-tokens`` (seconds) is read when the OpenAI name is absent. The
-    ``*_usage_based`` variants are not used.
-    """
-    reset_tokens = _seconds_header(headers, "x-ratelimit-reset-tokens")
-    if reset_tokens is None:
-        reset_tokens = _seconds_header(headers, "x-rate-limit-reset-tokens")
-    return rate_limit_or_none(
-        RateLimitInfo(
-            limit_requests=int_header(headers, "x-ratelimit-limit-requests"),
-            remaining_requests=int_header(headers, "x-ratelimit-remaining-requests"),
-            reset_requests=_seconds_header(headers, "x-ratelimit-reset-requests"),
-            limit_tokens=int_header(headers, "x-ratelimit-limit-tokens"),
-            remaining_tokens=int_header(headers, "x-ratelimit-remaining-tokens"),
-            reset_tokens=reset_tokens,
-        )
-    )
 
 
 class JsonCodec:

@@ -24,7 +24,6 @@ __all__ = [
     "decode_float_rows",
     "decode_openai_data",
     "echoed_model",
-    "int_header",
     "load_json_object",
     "usage_tokens",
 ]
@@ -108,18 +107,6 @@ def echoed_model(doc: Mapping[str, Any]) -> str | None:
     """The ``model`` the server echoed, when it is a non-empty string."""
     model = doc.get("model")
     return model if isinstance(model, str) and model else None
-
-
-def int_header(headers: Mapping[str, str], name: str) -> int | None:
-    """A non-negative integer header (``-1`` and junk read as ``None``); names lower-case."""
-    raw = headers.get(name)
-    if raw is None:
-        return None
-    try:
-        value = int(float(raw.strip()))
-    except (ValueError, OverflowError):
-        return None
-    return value if value >= 0 else None
 
 
 def _float_row(value: list[Any]) -> np.ndarray | None:

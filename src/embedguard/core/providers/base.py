@@ -23,6 +23,7 @@ import numpy as np
 
 from embedguard.core.config import ProviderProfile
 from embedguard.core.errors import ConfigurationError
+from embedguard.core.ratelimit import RateLimitInfo
 
 from ._decode import decode_openai_data
 from ._errors import error_from_response
@@ -53,22 +54,6 @@ class HttpRequest:
     url: str
     headers: Mapping[str, str] = field(repr=False)
     body: bytes = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimitInfo:
-    """What the provider's rate-limit headers said; ``None`` where a value was absent.
-
-    Counts are per the provider's window (per minute where the provider has several);
-    ``reset_*`` are seconds until that bucket is full again.
-    """
-
-    limit_requests: int | None = None
-    remaining_requests: int | None = None
-    reset_requests: float | None = None
-    limit_tokens: int | None = None
-    remaining_tokens: int | None = None
-    reset_tokens: float | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
