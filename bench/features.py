@@ -16,7 +16,7 @@ from embedguard import EmbeddingClient, profiles
 from embedguard.core.cache import MemoryCache
 from embedguard.testing import EmbeddingServer
 
-_UNLIMITED = {"requests_per_minute": None, "tokens_per_minute": None}
+_UNLIMITED = {"enabled": False}
 
 
 def duplicates_and_cache() -> None:

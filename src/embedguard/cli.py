@@ -39,7 +39,7 @@ from ._embedjob import (
 from ._extras import MissingExtraError
 from .core import profiles
 from .core.client import EmbeddingClient
-from .core.config import ProviderProfile
+from .core.config import ProviderProfile, RateLimit
 from .core.errors import ConfigurationError, EmbedGuardError, InputValidationError
 from .core.metrics import MetricsSnapshot
 
@@ -182,10 +182,11 @@ def _profiles(args: argparse.Namespace) -> int:
         p = profiles.get(name, **({"model": model} if model else {}))
         b = p.breaker
         breaker = f"{b.failure_threshold} fails, {b.open_timeout:g} s" if b.enabled else "off"
+        limit = p.rate_limit or profiles.assumed_rate_limit(p.provider) or RateLimit()
         rows.append((
             name, "(required)" if model else p.model, _cell(p.dimensions),
             f"{p.timeouts.request:g} s", str(p.retry.max_retries), str(p.batching.max_inputs),
-            _cell(p.rate_limit.requests_per_minute), _cell(p.rate_limit.tokens_per_minute),
+            _cell(limit.requests_per_minute), _cell(limit.tokens_per_minute),
             str(p.pool_size), breaker,
         ))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) + 1)]

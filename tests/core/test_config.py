@@ -55,34 +55,32 @@ def test_builtin_values_match_the_table() -> None:
     """The built-in profiles carry the documented numbers."""
     o, a, m, lo = profiles.openai(), profiles.azure(), profiles.mistral(), profiles.local()
     assert (o.timeouts.request, o.retry.max_retries, o.retry.initial_delay) == (60.0, 3, 1.0)
-    assert (o.batching.max_inputs, o.rate_limit.requests_per_minute) == (2048, 3000)
-    assert (o.rate_limit.tokens_per_minute, o.compression.threshold_bytes, o.pool_size) == (
-        1_000_000,
-        1024,
-        20,
-    )
+    assert (o.batching.max_inputs, o.compression.threshold_bytes, o.pool_size) == (2048, 1024, 20)
     assert (o.breaker.failure_rate_threshold, o.breaker.window_size) == (0.75, 20)
     assert (o.breaker.minimum_calls, o.breaker.success_threshold) == (10, 2)
     assert (o.breaker.open_timeout, o.breaker.half_open_max_attempts) == (30.0, 3)
     assert (o.batching.max_tokens_per_request, o.batching.max_tokens_per_input) == (300_000, 8191)
     assert (m.timeouts.request, m.retry.max_retries, m.retry.initial_delay) == (30.0, 3, 0.5)
-    assert (m.batching.max_inputs, m.rate_limit.requests_per_minute) == (128, 100)
-    assert (m.rate_limit.tokens_per_minute, m.compression.threshold_bytes, m.pool_size) == (
-        100_000,
-        512,
-        10,
-    )
+    assert (m.batching.max_inputs, m.compression.threshold_bytes, m.pool_size) == (128, 512, 10)
     assert (m.breaker.minimum_calls, m.breaker.success_threshold) == (10, 2)
     assert (m.breaker.open_timeout, m.breaker.half_open_max_attempts) == (20.0, 2)
     assert (a.timeouts.request, a.retry.max_retries, a.retry.initial_delay) == (90.0, 4, 2.0)
-    assert (a.batching.max_inputs, a.rate_limit.requests_per_minute) == (2048, 300)
-    assert (a.rate_limit.tokens_per_minute, a.pool_size) == (300_000, 15)
+    assert (a.batching.max_inputs, a.pool_size) == (2048, 15)
     assert (a.breaker.minimum_calls, a.breaker.success_threshold) == (10, 3)
     assert (a.breaker.open_timeout, a.breaker.half_open_max_attempts) == (60.0, 3)
     assert (lo.timeouts.request, lo.retry.max_retries, lo.retry.initial_delay) == (10.0, 2, 0.1)
     assert (lo.batching.max_inputs, lo.compression.threshold_bytes, lo.pool_size) == (32, 2048, 5)
-    assert lo.rate_limit == RateLimit(requests_per_minute=None, tokens_per_minute=None)
-    assert not lo.breaker.enabled and not lo.compression.enabled
+    assert not lo.breaker.enabled
+    # Rate limits are learned from assumed values (no built-in cap); gzip is off everywhere.
+    assert all(p.rate_limit is None and not p.compression.enabled for p in (o, a, m, lo))
+    assumed = {name: profiles.assumed_rate_limit(name) for name in ("openai", "azure", "mistral")}
+    assert assumed == {
+        "openai": RateLimit(requests_per_minute=3000, tokens_per_minute=1_000_000),
+        "azure": RateLimit(requests_per_minute=300, tokens_per_minute=300_000),
+        "mistral": RateLimit(requests_per_minute=100, tokens_per_minute=100_000),
+    }
+    assert profiles.assumed_rate_limit("local") is None
+    assert profiles.assumed_rate_limit("ollama") is None
     assert all(p.metrics for p in BUILTINS)
 
 
@@ -239,11 +237,17 @@ def test_partial_nested_override_keeps_the_provider_values(build: object) -> Non
 
 
 def test_issue_examples_keep_the_azure_values() -> None:
-    """The README's azure(retry=...) keeps the 2 s first backoff; an RPM override keeps TPM."""
+    """The README's azure(retry=...) keeps the 2 s first backoff; an RPM cap leaves TPM learned
+    (from Azure's assumed 300,000, never raised to another provider's number)."""
     retry = profiles.azure(retry={"max_retries": 6}).retry
     assert (retry.max_retries, retry.initial_delay) == (6, 2.0)
     limits = profiles.azure(rate_limit={"requests_per_minute": 600}).rate_limit
-    assert (limits.requests_per_minute, limits.tokens_per_minute) == (600, 300_000)
+    assert limits is not None and (limits.requests_per_minute, limits.tokens_per_minute) == (
+        600,
+        None,
+    )
+    assumed = profiles.assumed_rate_limit("azure")
+    assert assumed is not None and assumed.tokens_per_minute == 300_000
     assert profiles.azure(retry=RetryPolicy(max_retries=6)).retry == retry
     assert profiles.azure(timeouts=Timeouts(connect=2)).timeouts == Timeouts(request=90, connect=2)
 

@@ -1,11 +1,11 @@
-"""Retry decisions, backoff, the retry budget and the wait-hint parsers."""
+"""Retry decisions, backoff and the retry budget (the wait-hint parsers: test_headers.py)."""
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 
-import httpx
 import pytest
 
 from embedguard.core.config import RetryPolicy
@@ -29,8 +29,6 @@ from embedguard.core.retry import (
     backoff_delay,
     decide_retry,
     is_retryable_status,
-    parse_duration,
-    parse_retry_after,
 )
 
 
@@ -195,6 +193,35 @@ def test_server_hint_at_the_cap_is_honoured() -> None:
     assert decide_retry(RetryPolicy(), error, retries_done=0, elapsed=0.0).delay == 60.0
 
 
+@pytest.mark.parametrize(
+    ("hint", "retry", "delay"),
+    [
+        (math.nan, True, 1.0),  # not a hint: the backoff applies
+        (-5.0, True, 0.0),
+        (math.inf, False, 0.0),
+        (1e300, False, 0.0),
+        (1e9, False, 0.0),
+    ],
+    ids=str,
+)
+def test_hostile_hints_never_raise_nor_wait_past_max_retry_after(
+    hint: float, retry: bool, delay: float
+) -> None:
+    """NaN, negative, infinite or huge hints give a finite decision within max_retry_after."""
+    error = RateLimitError("x", retry_after=hint)
+    decision = decide_retry(NO_JITTER, error, retries_done=0, elapsed=0.0)
+    assert (decision.retry, decision.delay) == (retry, delay)
+
+
+def test_an_unbounded_max_retry_after_still_waits_at_most_a_day() -> None:
+    """Even with max_retry_after=inf, an infinite hint is refused, never slept through."""
+    policy = RetryPolicy(max_retry_after=math.inf, max_elapsed=None)
+    error = RateLimitError("x", retry_after=math.inf)
+    assert decide_retry(policy, error, retries_done=0, elapsed=0.0).retry is False
+    day = RateLimitError("x", retry_after=86_400.0)
+    assert decide_retry(policy, day, retries_done=0, elapsed=0.0).delay == 86_400.0
+
+
 def test_max_elapsed_stops() -> None:
     """A retry that would end past max_elapsed is not made."""
     policy = RetryPolicy(jitter=0.0, max_elapsed=10.0)
@@ -321,72 +348,3 @@ def test_budget_is_thread_safe() -> None:
     for thread in threads:
         thread.join(10)
     assert sum(granted) == 30
-
-
-# -- parse_retry_after ----------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("headers", "expected"),
-    [
-        ({"retry-after-ms": "1500"}, 1.5),
-        ({"retry-after": "7"}, 7.0),
-        ({"retry-after": "0.25"}, 0.25),
-        ({"retry-after-ms": "200", "retry-after": "9"}, 0.2),
-        ({"retry-after-ms": "soon", "retry-after": "9"}, 9.0),
-        ({"Retry-After": "3"}, 3.0),
-        ({"RETRY-AFTER-MS": "10"}, 0.01),
-        ({"retry-after": "-5"}, 0.0),
-        ({"retry-after": "whenever"}, None),
-        ({"content-type": "application/json"}, None),
-        ({}, None),
-    ],
-)
-def test_parse_retry_after_plain_dict(headers: dict[str, str], expected: float | None) -> None:
-    """Milliseconds win over seconds; names are case-insensitive; garbage is None."""
-    assert parse_retry_after(headers) == expected
-
-
-def test_parse_retry_after_http_date() -> None:
-    """An HTTP-date is turned into seconds from now; a past date into 0."""
-    headers = {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}
-    moment = 1445412480.0  # that date, in epoch seconds
-    assert parse_retry_after(headers, now=moment - 30) == pytest.approx(30.0)
-    assert parse_retry_after(headers, now=moment + 30) == 0.0
-
-
-def test_parse_retry_after_httpx_headers() -> None:
-    """httpx.Headers are matched case-insensitively too."""
-    headers = httpx.Headers({"Retry-After-Ms": "250", "Content-Type": "application/json"})
-    assert parse_retry_after(headers) == 0.25
-    assert parse_retry_after(httpx.Headers({"RETRY-AFTER": "4"})) == 4.0
-    assert parse_retry_after(httpx.Headers({})) is None
-
-
-# -- parse_duration -------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("0s", 0.0),
-        ("6ms", 0.006),
-        ("1s", 1.0),
-        ("6m0s", 360.0),
-        ("23h55m16.126s", 23 * 3600 + 55 * 60 + 16.126),
-        ("1m30s", 90.0),
-        ("2h", 7200.0),
-        ("1.5s", 1.5),
-        ("55", 55.0),
-        ("0.5", 0.5),
-        (" 12ms ", 0.012),
-        ("", None),
-        ("soon", None),
-        ("5x", None),
-        ("s", None),
-        ("1s2h", None),
-    ],
-)
-def test_parse_duration(text: str, expected: float | None) -> None:
-    """Go-style durations and bare seconds parse; anything else is None."""
-    result = parse_duration(text)
-    if expected is None:
-        assert result is None
-    else:
-        assert result == pytest.approx(expected)

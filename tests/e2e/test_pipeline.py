@@ -171,7 +171,7 @@ def test_breaker_opens_fails_fast_half_opens_and_closes(server: EmbeddingServer)
 
 def test_gzip_above_threshold(server: EmbeddingServer) -> None:
     """Bodies above the threshold are gzipped; smaller ones are not; bytes are counted."""
-    with openai_client(server, compression={"threshold_bytes": 500}) as client:
+    with openai_client(server, compression={"enabled": True, "threshold_bytes": 500}) as client:
         client.embed(["short"])
         client.embed([f"a longer text number {i}" for i in range(100)])
         snap = client.metrics()
@@ -181,10 +181,20 @@ def test_gzip_above_threshold(server: EmbeddingServer) -> None:
     assert snap.bytes_sent < snap.bytes_raw and snap.bytes_saved > 0
 
 
+def test_gzip_is_off_by_default(server: EmbeddingServer) -> None:
+    """No built-in profile gzips: a large body goes plain unless compression is enabled."""
+    with openai_client(server) as client:
+        client.embed([f"a longer text number {i} " * 20 for i in range(100)])
+    assert server.requests and not any(r.gzip for r in server.requests)
+    assert max(r.raw_size for r in server.requests) > client.profile.compression.threshold_bytes
+
+
 def test_gzip_refused_falls_back_to_plain() -> None:
     """A server that refuses gzip gets the body again uncompressed, and plain from then on."""
     with EmbeddingServer(dimensions=64, accept_gzip=False) as srv:
-        client = openai_client(srv, compression={"threshold_bytes": 10}, pool_size=1)
+        client = openai_client(
+            srv, compression={"enabled": True, "threshold_bytes": 10}, pool_size=1
+        )
         texts = [f"text {i}" for i in range(50)]
         np.testing.assert_array_equal(client.embed(texts), deterministic_vectors(texts, 64))
         client.embed([*texts[:10], "new"])

@@ -121,7 +121,7 @@ def fast_profile(server: EmbeddingServer, **changes: Any) -> ProviderProfile:
     profile = profiles.openai(base_url=server.base_url("openai"), dimensions=DIM)
     retry = {**profile.retry.to_dict(), "initial_delay": 0.001, "max_delay": 0.01}
     retry.update(changes.pop("retry", {}))
-    limits = {"requests_per_minute": None, "tokens_per_minute": None}
+    limits = {"enabled": False}
     limits.update(changes.pop("rate_limit", {}))
     return profile.evolve(retry=retry, rate_limit=limits, **changes)
 

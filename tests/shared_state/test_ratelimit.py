@@ -7,11 +7,12 @@ expected delays instead of a fake clock.
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
 from embedguard.core.config import RateLimit
-from embedguard.core.providers.base import RateLimitInfo
+from embedguard.core.ratelimit import RateLimitInfo
 from embedguard.core.shared_state import RedisRateLimiter
 
 from .conftest import Backend
@@ -20,10 +21,16 @@ RPM_120 = RateLimit(requests_per_minute=120, tokens_per_minute=None)  # 2 reques
 TPM_600 = RateLimit(requests_per_minute=None, tokens_per_minute=600)  # 10 tokens/s
 
 
-def make(backend: Backend, limit: RateLimit, *, fresh_client: bool = False) -> RedisRateLimiter:
+def make(
+    backend: Backend,
+    limit: RateLimit | None,
+    *,
+    fresh_client: bool = False,
+    assumed: RateLimit | None = None,
+) -> RedisRateLimiter:
     """A limiter on the test's key (``fresh_client``: as another process would connect)."""
     client = backend.make_client() if fresh_client else backend.client
-    return RedisRateLimiter(limit, client, name="prov", key_prefix=backend.prefix)
+    return RedisRateLimiter(limit, client, name="prov", key_prefix=backend.prefix, assumed=assumed)
 
 
 def test_workers_share_one_bucket(backend: Backend) -> None:
@@ -90,8 +97,74 @@ def test_a_429_pauses_every_worker(backend: Backend) -> None:
     a, b = make(backend, RPM_120), make(backend, RPM_120, fresh_client=True)
     a.on_rate_limited(3.0)
     assert 2.5 < b.reserve(0).delay <= 3.0
-    assert b.effective_limits[0] == 120  # the AIMD slow-down is per process
-    assert a.effective_limits[0] is not None and a.effective_limits[0] < 120
+    assert a.effective_limits[0] == b.effective_limits[0] == 120  # one 429 slows nothing
+
+
+def test_a_429_with_retry_after_charges_no_booking(backend: Backend) -> None:
+    """A 429 with Retry-After leaves the shared buckets where they were: no debt for the
+    bookings other workers hold."""
+    a, b = make(backend, RPM_120), make(backend, RPM_120, fresh_client=True)
+    held = [b.reserve(0) for _ in range(50)]
+    before = a.levels()[0]
+    a.on_rate_limited(0.5)
+    after = a.levels()[0]
+    assert before is not None and after is not None and after >= before - 0.1
+    for booking in held:
+        b.correct(booking, 0)
+
+
+def test_a_429_without_a_hint_empties_the_shared_buckets_to_zero(backend: Backend) -> None:
+    """No Retry-After and no headers: every worker's next request waits for its own refill,
+    and the bookings held elsewhere are not charged a second time (the level is 0, not -50)."""
+    a, b = make(backend, RPM_120), make(backend, RPM_120, fresh_client=True)
+    held = [b.reserve(0) for _ in range(50)]
+    a.on_rate_limited(None)
+    requests, _ = a.levels()
+    assert requests is not None and -0.1 < requests < 0.5
+    for booking in held:
+        b.correct(booking, 0)
+
+
+def test_the_shared_limiter_learns_from_stated_limits(backend: Backend) -> None:
+    """Assumed limits apply until the server states its own; then the shared buckets are
+    shaped by the stated limit (here higher than the guess)."""
+    limiter = make(backend, None, assumed=RateLimit(requests_per_minute=60))
+    assert limiter.limits_in_force["requests"] == (60.0, "assumed")
+    limiter.observe(RateLimitInfo(limit_requests=6000))
+    assert limiter.limits_in_force["requests"] == (6000.0, "server")
+    assert [limiter.reserve(0).delay for _ in range(100)] == [0.0] * 100
+
+
+@pytest.mark.parametrize(
+    ("hint", "count"),
+    [
+        (math.inf, math.inf),
+        (float("1e400"), 1e300),
+        (1e300, -5),
+        (-5.0, 0),
+        (math.nan, math.nan),
+        (1e9, 2**70),
+    ],
+    ids=str,
+)
+def test_a_hostile_hint_never_removes_zeroes_or_stalls_the_shared_limit(
+    backend: Backend, hint: float, count: float
+) -> None:
+    """Garbage in retry-after or the rate-limit headers leaves a finite, positive shared limit,
+    and no booking waits more than a minute because of it."""
+    limiter = make(backend, None, assumed=RateLimit(requests_per_minute=600))
+    info = RateLimitInfo(
+        limit_requests=count,  # type: ignore[arg-type]
+        remaining_requests=count,  # type: ignore[arg-type]
+        reset_requests=hint,
+    )
+    limiter.observe(info)
+    limiter.on_rate_limited(hint, info=info)
+    assert limiter.limits_in_force["requests"] == (600.0, "assumed")
+    requests, _ = limiter.levels()
+    assert requests is not None and math.isfinite(requests)  # still limited, not "unlimited"
+    delay = limiter.reserve(0).delay
+    assert 0.0 <= delay <= 60.0
 
 
 def test_an_unlimited_limiter_still_shares_pauses(backend: Backend) -> None:

@@ -212,6 +212,16 @@ class EmbeddingClient:
         return self._primary.rate_limit_status
 
     @property
+    def rate_limits(self) -> dict[str, tuple[float | None, str]]:
+        """The per-minute limits in force now and where each came from.
+
+        ``{"requests": (10000.0, "server"), "tokens": (1000000.0, "assumed")}``: ``server`` (the
+        provider stated it), ``configured`` (your cap), ``assumed`` (the profile's guess, until
+        the server says) or ``unlimited``.
+        """
+        return dict(self._primary.limiter.limits_in_force)
+
+    @property
     def hooks(self) -> Hooks:
         """The hooks receiving this client's events; ``client.hooks.add(hook)`` adds one."""
         return self._hooks
@@ -231,7 +241,8 @@ class EmbeddingClient:
     def __repr__(self) -> str:
         return (
             f"EmbeddingClient(provider={self._profile.provider!r}, name={self._profile.name!r}, "
-            f"model={self._profile.model!r}, circuit={self._breaker.state.value!r})"
+            f"model={self._profile.model!r}, circuit={self._breaker.state.value!r}, "
+            f"limiter={self._primary.limiter!r})"
         )
 
     # -- sync ----------------------------------------------------------------------------------

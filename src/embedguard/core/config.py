@@ -213,16 +213,33 @@ class BatchPolicy(_Frozen):
 
 
 class RateLimit(_Frozen):
-    """Client-side limits per minute; ``None`` means unlimited."""
+    """Limits per minute that you set: hard caps (``None`` for a field: no cap on it).
 
-    requests_per_minute: int | None = Field(3000, ge=1)
-    tokens_per_minute: int | None = Field(1_000_000, ge=1)
+    A profile without one (``rate_limit=None``, the default) learns: it starts from the
+    provider's assumed limits (:func:`~embedguard.core.profiles.assumed_rate_limit`) and follows
+    the limits the server states in its ``x-ratelimit-*`` headers, up or down. A cap you set
+    (e.g. to share a budget between jobs) is never exceeded: a server stating less lowers the
+    limit in force, a server stating more does not raise it. A ``None`` field is learned like
+    an unset profile limit. Example: ``RateLimit(tokens_per_minute=200_000)``.
+
+    ``enabled=False`` turns client-side pacing off altogether (no assumed, stated or capped
+    limit is applied; a 429 is still retried after the wait it asks for), e.g. for a server of
+    your own that queues requests itself.
+    """
+
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+    enabled: bool = True
 
 
 class CompressionPolicy(_Frozen):
-    """Gzip request bodies of at least ``threshold_bytes`` (when ``enabled``) at ``level``."""
+    """Gzip request bodies of at least ``threshold_bytes`` (when ``enabled``) at ``level``.
 
-    enabled: bool = True
+    Off by default, in every built-in profile too: no provider documents accepting gzip
+    request bodies. Turn it on only for a server known to take them.
+    """
+
+    enabled: bool = False
     threshold_bytes: int = Field(1024, ge=0)
     level: int = Field(6, ge=1, le=9)
 
@@ -251,6 +268,9 @@ class ProviderProfile(_Frozen):
             refused (TOML has no null; JSON has no NaN).
         timeouts: Per-request timeouts; a single number sets both.
         pool_size: Maximum requests in flight from one client, and its connection pool size.
+        rate_limit: Hard caps per minute (see :class:`RateLimit`); ``None`` (the default)
+            learns the limits from the server, starting from the provider's assumed ones.
+        compression: Gzip request bodies (off unless enabled; see :class:`CompressionPolicy`).
         metrics: Record metrics (``False`` turns the collector into a no-op).
         price_per_million_tokens: USD per 1M input tokens; ``None`` uses the built-in price table.
 
@@ -282,7 +302,7 @@ class ProviderProfile(_Frozen):
     retry: RetryPolicy = RetryPolicy()
     breaker: BreakerPolicy = BreakerPolicy()
     batching: BatchPolicy = BatchPolicy()
-    rate_limit: RateLimit = RateLimit()
+    rate_limit: RateLimit | None = None
     compression: CompressionPolicy = CompressionPolicy()
     metrics: bool = True
     price_per_million_tokens: float | None = Field(None, ge=0)

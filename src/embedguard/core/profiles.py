@@ -11,9 +11,10 @@ can be overridden by keyword (nested policies as objects or dicts)::
     profiles.ollama("nomic-embed-text", base_url="http://gpu-box:11434")
     profiles.get("mistral")                             # by name, as the CLI does
 
-Settings per provider (timeout s / retries / first backoff s / max inputs per request / requests and
-tokens per minute / gzip threshold bytes / pool size / breaker: the failed share of recent requests
-that opens it, of how many, minimum requests counted, probe successes, open s, probes):
+Settings per provider (timeout s / retries / first backoff s / max inputs per request / assumed
+requests and tokens per minute / gzip threshold bytes (gzip is off unless enabled) / pool size /
+breaker: the failed share of recent requests that opens it, of how many, minimum requests counted,
+probe successes, open s, probes):
 
 ============  ===  =  =====  ====  ====  =========  ====  ==  ========================
 openai         60  3  1.0    2048  3000  1,000,000  1024  20  75% of 20, 10, 2, 30, 3
@@ -27,7 +28,12 @@ compatible
 The OpenAI values are the policy defaults in :mod:`embedguard.core.config`; the other profiles
 state only where they differ. Local HTTP servers (Ollama, OpenAI-compatible) use the local values
 with a 60 s timeout, since a CPU-bound server can take longer than 10 s on a batch of 32. Gzip is
-off for local servers.
+off in every profile unless enabled (the threshold applies once it is on).
+
+Rate limits: no built-in profile sets ``rate_limit`` (a cap). The requests and tokens per minute
+above are *assumed* (:func:`assumed_rate_limit`: one tier's published limits, a guess): the
+client starts from them and follows the limits the server states in its headers, up or down.
+Set ``rate_limit`` to cap them (e.g. to share a budget); ``-`` means no assumed limit.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from .config import (
     BatchPolicy,
     BreakerPolicy,
     CompressionPolicy,
+    ProviderKind,
     ProviderProfile,
     RateLimit,
     RetryPolicy,
@@ -48,6 +55,7 @@ from .errors import ConfigurationError
 
 __all__ = [
     "MODEL_DIMENSIONS",
+    "assumed_rate_limit",
     "azure",
     "get",
     "local",
@@ -78,9 +86,24 @@ _LOCAL_SERVER: dict[str, Any] = {
     "retry": RetryPolicy(max_retries=2, initial_delay=0.1),
     "breaker": BreakerPolicy(enabled=False),
     "batching": BatchPolicy(max_inputs=32),
-    "rate_limit": RateLimit(requests_per_minute=None, tokens_per_minute=None),
-    "compression": CompressionPolicy(enabled=False, threshold_bytes=2048),
+    "compression": CompressionPolicy(threshold_bytes=2048),
 }
+
+_ASSUMED_RATE_LIMITS: dict[str, RateLimit] = {
+    "openai": RateLimit(requests_per_minute=3000, tokens_per_minute=1_000_000),
+    "azure": RateLimit(requests_per_minute=300, tokens_per_minute=300_000),
+    "mistral": RateLimit(requests_per_minute=100, tokens_per_minute=100_000),
+}
+
+
+def assumed_rate_limit(provider: ProviderKind | str) -> RateLimit | None:
+    """The limits assumed for ``provider`` until its server states its own; ``None``: none.
+
+    A guess (one tier's published limits), used only where the profile sets no cap
+    (``rate_limit``) and the server has not stated a limit. Local servers and in-process
+    models have none.
+    """
+    return _ASSUMED_RATE_LIMITS.get(provider)
 
 
 def _build(defaults: dict[str, Any], overrides: dict[str, Any], *, named: bool) -> ProviderProfile:
@@ -118,7 +141,6 @@ def azure(model: str = _OPENAI, **overrides: Any) -> ProviderProfile:
         "pool_size": 15,
         "retry": RetryPolicy(max_retries=4, initial_delay=2.0),
         "breaker": BreakerPolicy(success_threshold=3, open_timeout=60.0, half_open_timeout=60.0),
-        "rate_limit": RateLimit(requests_per_minute=300, tokens_per_minute=300_000),
     }
     return _build(defaults, overrides, named=model != _OPENAI)
 
@@ -138,7 +160,6 @@ def mistral(model: str = _MISTRAL, **overrides: Any) -> ProviderProfile:
         "batching": BatchPolicy(
             max_inputs=128, max_tokens_per_request=16_384, max_tokens_per_input=8192
         ),
-        "rate_limit": RateLimit(requests_per_minute=100, tokens_per_minute=100_000),
         "compression": CompressionPolicy(threshold_bytes=512),
     }
     return _build(defaults, overrides, named=model != _MISTRAL)

@@ -1,19 +1,50 @@
-"""Client-side rate limiting: requests per minute and tokens per minute, adapting to the server.
+"""Client-side rate limiting: requests/min and tokens/min, following what the server states.
 
-Each limit is a leaky bucket (GCRA): its capacity is the per-minute limit and it refills
-continuously at ``limit / 60`` per second. A request books one request and its estimated tokens
-up front; when the response reports the real usage, :meth:`RateLimiter.correct` settles the
-difference. Booking is pure arithmetic under a lock; waiting is done by the caller, with
-:meth:`RateLimiter.acquire` (threads) or :meth:`RateLimiter.aacquire` (asyncio) as thin wrappers.
+Which limit is in force, per quantity (requests, tokens):
 
-The limiter also follows the server: :meth:`RateLimiter.observe` re-syncs the buckets from the
-rate-limit headers of each successful response (and adopts a server limit lower than the
-configured one), and :meth:`RateLimiter.on_rate_limited` pauses and slows down after a 429
-(AIMD), so a long job runs near the rate the server really allows.
+* the server's stated limit (``x-ratelimit-limit-*``), replacing the guess upward as well as
+  downward, but never above the configured cap;
+* else the configured cap (``ProviderProfile.rate_limit``: set by the user, a hard cap);
+* else the provider's assumed limit (``profiles.assumed_rate_limit``: a guess);
+* else none.
+
+:attr:`RateLimiter.limits_in_force` names the source of each (``"server"``, ``"configured"``,
+``"assumed"`` or ``"unlimited"``); the ``repr`` shows it too.
+
+Each limit is a leaky bucket (GCRA): capacity the per-minute limit, refilled at ``limit / 60``
+per second. A request books one request and its estimated tokens up front (:meth:`reserve`);
+the response's usage settles the difference (:meth:`correct`). Every call is O(1) arithmetic
+under a lock; waiting is the caller's (:meth:`acquire` / :meth:`aacquire` wrap it).
+
+Rules for a 429 (:meth:`RateLimiter.on_rate_limited`):
+
+* It costs what it asks. With ``Retry-After: r``, bookings made from now on wait until
+  ``now + r`` (the refused request itself waits ``r`` in the retry policy); nothing already
+  booked is charged and no bucket is lowered. Without a wait hint, rate-limit headers on the
+  429 (``info``) re-sync the buckets as :meth:`observe` does; with neither, the buckets are
+  emptied (lowered to 0, never below: what is already booked is not charged twice), so the
+  next request waits for its own refill; an unlimited limiter pauses 1 s instead.
+* Blind slow-down (AIMD), only while the server has stated no limit (no ``x-ratelimit-limit-*``
+  on this 429 nor on any earlier response): a 429 is an *echo*, and ignored, when its request
+  was booked before the previous counted 429 (without the booking: within 2 s of it), since
+  it was sent before anything could change. A non-echo 429 is counted; it is a *repeat* when
+  it comes within 10 s of the previous counted one or while the limiter is still slowed, and
+  a repeat halves the factor ``f`` that scales every limit in force (never below 0.1). A
+  single 429 never slows anything down. ``f`` recovers 10 s after the last 429, linearly, by
+  1/20 per second: from one halving back to full in 20 s, from the floor in 28 s. The first
+  limit the server states resets ``f`` to 1.
+
+Every hint is bounded (:func:`bound_seconds`, :func:`bound_count`): a wait hint that is NaN or
+not a number is ignored, a negative one is 0, and the limiter pauses for at most
+:data:`MAX_PAUSE` (60 s) whatever the hint; a stated count must be an integer from 1 (limits) or
+0 (remaining) to :data:`MAX_COUNT`, else it is ignored, so a header can never remove, zero or
+blow up a limit. Reset times (``x-ratelimit-reset-*``) are not used for pacing: the limit and
+the remaining count say what the next request needs, and a reset longer than a minute (a daily
+window) shows up as a 429 whose long ``Retry-After`` the retry policy refuses.
 
 Example::
 
-    limiter = RateLimiter(RateLimit(requests_per_minute=3000, tokens_per_minute=1_000_000))
+    limiter = RateLimiter(profile.rate_limit, assumed_rate_limit(profile.provider))
     reservation = await limiter.aacquire(estimated_tokens)
     result = await send()
     limiter.correct(reservation, result.prompt_tokens)
@@ -28,144 +59,54 @@ import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
+from ._ratebuckets import (
+    MAX_COUNT,
+    MAX_HINT_SECONDS,
+    MAX_PAUSE,
+    UNLIMITED,
+    Bucket,
+    RateLimitInfo,
+    Reservation,
+    Unit,
+    bound_count,
+    bound_seconds,
+)
 from .config import RateLimit
-from .providers.base import RateLimitInfo
 
-__all__ = ["RateLimiter", "Reservation"]
+__all__ = [
+    "MAX_COUNT",
+    "MAX_HINT_SECONDS",
+    "MAX_PAUSE",
+    "RateLimitInfo",
+    "RateLimiter",
+    "Reservation",
+    "bound_count",
+    "bound_seconds",
+]
 
-_DECREASE = 0.8  # multiplicative decrease of the effective rate on a 429
-_FLOOR = 0.1  # the effective rate never drops below this share of the ceiling
-_RECOVERY = 0.05  # share of the ceiling regained per minute without a 429
-_HOLDOFF = 2.0  # seconds: 429s this close to a decrease are echoes of the same overshoot
-_UNKNOWN_PAUSE = 1.0  # seconds to pause on a 429 without retry-after when no rate is known
-_MAX_PAUSE = 60.0  # a rate-limit window; longer waits are quota-like, not pacing
-_LONG_RESET = 61.0  # a reset beyond a minute reveals a bucket slower than limit per minute
-_TYPICAL_WEIGHT = 0.1  # EWMA weight of a new booking in the typical request size
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """Capacity booked by :meth:`RateLimiter.reserve`.
-
-    Attributes:
-        tokens: The tokens booked (the estimate given to ``reserve``).
-        delay: Seconds the caller must wait before sending.
-    """
-
-    tokens: int
-    delay: float
-
-
-class _Bucket:
-    """One leaky bucket; ``level`` is the capacity available now and may be negative (debt)."""
-
-    __slots__ = ("capacity", "level", "rate", "updated")
-
-    def __init__(self, capacity: float, rate: float, level: float, now: float) -> None:
-        self.capacity = capacity
-        self.rate = rate
-        self.level = min(capacity, level)
-        self.updated = now
-
-    def refill(self, now: float) -> None:
-        if now > self.updated:
-            self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
-            self.updated = now
-
-    def retune(self, capacity: float, rate: float, now: float) -> None:
-        """Switch to a new capacity and rate from ``now`` on (the past refills at the old rate).
-
-        The refill since the last update is capped by the new capacity, not the old one: a
-        capacity that grew back while idle is available at once.
-        """
-        if now > self.updated:
-            self.level += (now - self.updated) * self.rate
-            self.updated = now
-        self.capacity, self.rate = capacity, rate
-        self.level = min(capacity, self.level)
-
-    def take(self, amount: float, now: float) -> float:
-        """Book ``amount`` and return the wait until the bucket is out of debt."""
-        self.refill(now)
-        self.level -= amount
-        return -self.level / self.rate if self.level < 0 else 0.0
-
-    def give(self, amount: float, now: float) -> None:
-        """Return ``amount`` (negative to take more), never above capacity."""
-        self.refill(now)
-        self.level = min(self.capacity, self.level + amount)
-
-    def lower_to(self, level: float, now: float) -> None:
-        """Lower the level to ``level`` if it is above; never raise it."""
-        self.refill(now)
-        self.level = min(self.level, level)
-
-
-class _Unit:
-    """One limited quantity (requests or tokens): what is configured, what the server said."""
-
-    __slots__ = ("bucket", "configured", "outstanding", "server_limit", "server_window", "typical")
-
-    def __init__(self, configured: int | None) -> None:
-        self.configured = configured
-        self.server_limit: int | None = None
-        self.server_window: float | None = None  # seconds to refill from empty; None = 60
-        self.bucket: _Bucket | None = None
-        self.outstanding = 0.0  # booked, not yet settled by correct() or cancel()
-        self.typical = 0.0  # running mean of the amounts booked
-
-    def ceiling(self) -> tuple[float, float] | None:
-        """(capacity, rate per minute) before the AIMD factor; ``None`` when unlimited."""
-        limits = [v for v in (self.configured, self.server_limit) if v is not None]
-        if not limits:
-            return None
-        per_minute = float(min(limits))
-        if self.server_limit is not None and self.server_window is not None:
-            per_minute = min(per_minute, self.server_limit * 60.0 / self.server_window)
-        return float(min(limits)), per_minute
-
-    def book(self, amount: float) -> None:
-        self.outstanding += amount
-        w = _TYPICAL_WEIGHT if self.typical else 1.0
-        self.typical += w * (amount - self.typical)
-
-    def settle(self, amount: float) -> None:
-        self.outstanding = max(0.0, self.outstanding - amount)
-
-    def learn(self, limit: int | None, remaining: int | None, reset: float | None) -> bool:
-        """Record the server's limit and refill window; ``False`` for placeholder headers."""
-        if limit is None:
-            return True
-        if limit <= 0:  # Azure sometimes reports -1/0 for limits it does not enforce
-            return False
-        self.server_limit = limit
-        if remaining is not None and reset is not None and 0 <= remaining < limit:
-            # reset = time until full, so the refill rate is (limit - remaining) / reset. A
-            # per-minute bucket is full within 60 s; only a longer reset says something new.
-            long = reset > _LONG_RESET
-            self.server_window = reset * limit / (limit - remaining) if long else None
-        return True
+_DECREASE = 0.5  # multiplicative decrease of the factor on a repeated blind 429
+_FLOOR = 0.1  # the factor never drops below this
+_REPEAT = 10.0  # seconds: a counted blind 429 this close to the previous one is a repeat
+_QUIET = 10.0  # seconds without a 429 before the factor starts to recover
+_RECOVERY = 20.0  # seconds for the factor to regain 1 (linearly), once recovering
+_ECHO = 2.0  # seconds: without the refused booking, 429s this close to a counted one are echoes
+_UNKNOWN_PAUSE = 1.0  # seconds an unlimited limiter pauses on a 429 without a wait hint
 
 
 class RateLimiter:
-    """Two token buckets: requests/min and tokens/min (GCRA / leaky bucket), adapting to the server.
+    """Two token buckets: requests/min and tokens/min (GCRA), following the server's statements.
 
-    Capacity is the per-minute limit, refilling continuously at ``limit / 60`` per second, so a
-    burst up to the limit passes at once and steady traffic is paced to exactly the limit.
-    :meth:`reserve` always succeeds: it books the capacity now (the level may go negative) and
-    returns how long to wait, so a request larger than the bucket is never rejected, only
-    delayed. Waiting is done by the caller (:meth:`acquire` / :meth:`aacquire` wrap it).
-    Thread-safe, and safe from asyncio (the lock is never held across a wait).
-
-    The limits in force (:attr:`effective_limits`) are the configured ones, lowered to the
-    server's when its headers report lower ones (:meth:`observe`), times the AIMD factor that
-    :meth:`on_rate_limited` cuts and quiet time restores. A limiter configured without limits
-    adopts the server's as soon as they are reported and does not pace until then.
+    A full bucket lets a burst up to the limit through at once; steady traffic is paced to the
+    limit. :meth:`reserve` always succeeds: it books now (the level may go negative) and says
+    how long to wait, so a request larger than the bucket is delayed, never rejected.
+    Thread-safe, and safe from asyncio (the lock is never held across a wait). See the module
+    docstring for which limit is in force and what a 429 does.
 
     Args:
-        limit: The per-minute limits; ``None`` for a limit means unlimited.
+        cap: The configured limits, hard caps (``None``, or a ``None`` field: no cap).
+        assumed: The provider's assumed limits, used where neither the server nor the cap says
+            (``None``, or a ``None`` field: unlimited until the server states a limit).
         clock: A monotonic clock in seconds (injectable for tests).
         sleep: How :meth:`acquire` waits.
         asleep: How :meth:`aacquire` waits.
@@ -173,30 +114,37 @@ class RateLimiter:
 
     def __init__(
         self,
-        limit: RateLimit,
+        cap: RateLimit | None = None,
+        assumed: RateLimit | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._limit = limit
+        self._cap = cap
+        self._assumed = assumed
         self._clock = clock
         self._sleep = sleep
         self._asleep = asleep
         self._lock = threading.Lock()
         now = clock()
-        self._requests = _Unit(limit.requests_per_minute)
-        self._tokens = _Unit(limit.tokens_per_minute)
-        self._factor = 1.0  # AIMD factor at ``_factor_since``
+        self._requests = Unit(_field(cap, "requests"), _field(assumed, "requests"))
+        self._tokens = Unit(_field(cap, "tokens"), _field(assumed, "tokens"))
+        self._factor = 1.0  # slow-down factor at ``_factor_since``
         self._factor_since = now
-        self._last_decrease = -math.inf
+        self._last_counted = -math.inf  # the last counted blind 429
         self._paused_until = -math.inf
         self._retune(now)
 
     @property
-    def limit(self) -> RateLimit:
-        """The configured limits."""
-        return self._limit
+    def cap(self) -> RateLimit | None:
+        """The configured caps."""
+        return self._cap
+
+    @property
+    def assumed(self) -> RateLimit | None:
+        """The provider's assumed limits."""
+        return self._assumed
 
     @property
     def enabled(self) -> bool:
@@ -205,29 +153,50 @@ class RateLimiter:
 
     @property
     def effective_limits(self) -> tuple[float | None, float | None]:
-        """The (requests, tokens) per minute in force now; ``None`` where unlimited."""
+        """The (requests, tokens) per minute in force now, slow-down included; ``None``: none."""
+        limits = self.limits_in_force
+        return limits["requests"][0], limits["tokens"][0]
+
+    @property
+    def limits_in_force(self) -> dict[str, tuple[float | None, str]]:
+        """Per quantity, the limit per minute in force now (slow-down included) and its source.
+
+        Example: ``{"requests": (10000.0, "server"), "tokens": (1000000.0, "assumed")}``;
+        sources are ``"server"``, ``"configured"``, ``"assumed"`` and ``"unlimited"``.
+        """
         with self._lock:
             factor = self._factor_now(self._clock())
-            ceilings = (self._requests.ceiling(), self._tokens.ceiling())
-        requests, tokens = (None if c is None else c[1] * factor for c in ceilings)
-        return requests, tokens
+            ceilings = {"requests": self._requests.ceiling(), "tokens": self._tokens.ceiling()}
+        return {
+            name: (None, UNLIMITED) if c is None else (c[0] * factor, c[1])
+            for name, c in ceilings.items()
+        }
+
+    @property
+    def slowdown(self) -> float:
+        """The blind slow-down factor now: 1.0 when none, down to 0.1."""
+        with self._lock:
+            return self._factor_now(self._clock())
 
     def __repr__(self) -> str:
         with self._lock:
             now = self._clock()
             self._retune(now)
+            factor = self._factor_now(now)
             parts = []
             for label, unit in (("requests", self._requests), ("tokens", self._tokens)):
-                bucket = unit.bucket
-                if bucket is None:
+                bucket, ceiling = unit.bucket, unit.ceiling()
+                if bucket is None or ceiling is None:
                     continue
                 bucket.refill(now)
-                text = f"{label}={bucket.level:.6g}/{_num(bucket.capacity)}"
-                per_minute = bucket.rate * 60.0
-                if not math.isclose(per_minute, bucket.capacity, rel_tol=1e-9):
-                    text += f", refill {_num(per_minute)}"
-                parts.append(text + " per min")
-        return f"RateLimiter({', '.join(parts)})" if parts else "RateLimiter(unlimited)"
+                parts.append(
+                    f"{label}={bucket.level:.6g}/{_num(bucket.capacity)} per min ({ceiling[1]})"
+                )
+        if not parts:
+            return "RateLimiter(unlimited)"
+        if factor < 1.0:
+            parts.append(f"slowed x{factor:.2f}")
+        return f"RateLimiter({', '.join(parts)})"
 
     def reserve(self, tokens: int) -> Reservation:
         """Book one request and ``tokens`` tokens now.
@@ -248,10 +217,10 @@ class RateLimiter:
             self._retune(now)
             delay = max(0.0, self._paused_until - now)
             for unit, amount in ((self._requests, 1), (self._tokens, tokens)):
-                unit.book(amount)
+                unit.outstanding += amount
                 if unit.bucket is not None:
                     delay = max(delay, unit.bucket.take(amount, now))
-        return Reservation(tokens, delay)
+        return Reservation(tokens, delay, now)
 
     def correct(self, reservation: Reservation, actual_tokens: int) -> None:
         """Settle a booking with the usage the response reported.
@@ -262,8 +231,8 @@ class RateLimiter:
         with self._lock:
             now = self._clock()
             self._retune(now)
-            self._requests.settle(1)
-            self._tokens.settle(reservation.tokens)
+            self._requests.outstanding = max(0.0, self._requests.outstanding - 1)
+            self._tokens.outstanding = max(0.0, self._tokens.outstanding - reservation.tokens)
             if self._tokens.bucket is not None:
                 self._tokens.bucket.give(reservation.tokens - actual_tokens, now)
 
@@ -273,101 +242,74 @@ class RateLimiter:
             now = self._clock()
             self._retune(now)
             for unit, amount in ((self._requests, 1), (self._tokens, reservation.tokens)):
-                unit.settle(amount)
+                unit.outstanding = max(0.0, unit.outstanding - amount)
                 if unit.bucket is not None:
                     unit.bucket.give(amount, now)
 
     def observe(self, info: RateLimitInfo) -> None:
-        """Re-sync from the rate-limit headers of a successful response.
+        """Follow the rate-limit headers of a response.
 
         Call it after :meth:`correct` for the same response. For each of requests and tokens:
 
-        * ``limit_*`` is recorded as the server's limit; the limit in force becomes the lower
-          of it and the configured one (an unlimited limiter adopts it). Non-positive limits
-          are placeholders: that quantity's headers are ignored.
-        * When ``remaining_*``, ``reset_*`` and ``limit_*`` are all given and the reset is
-          longer than a minute, the server's bucket refills slower than ``limit`` per minute
-          (a daily limit, say): the rate becomes ``60 * (limit - remaining) / reset`` per
-          minute, while the burst stays ``limit``. A reset within a minute keeps the
-          per-minute reading.
-        * The first limit the server states cancels any slow-down guessed from earlier 429s.
+        * ``limit_*`` becomes the server's stated limit, and the limit in force (up to the
+          cap). What was used from the old limit stays used: a higher limit frees its extra
+          headroom at once, a lower one takes it away. Limits outside ``[1, MAX_COUNT]``
+          (Azure's ``-1``/``0`` placeholders, garbage) make that quantity's headers ignored.
         * ``remaining_*`` lowers the bucket to ``remaining - outstanding`` (``outstanding``:
-          what is booked but not yet settled, which the server has not counted yet) when that
-          is below what the bucket holds. It never raises the level: others may share the key.
+          booked but not yet settled, which the server has not counted) when that is below
+          what the bucket holds. It never raises the level: others may share the key.
+        * The first limit the server states cancels any blind slow-down.
 
         Missing fields are ignored, so OpenAI (all six), Azure (remaining only) and Mistral
         (per-minute limits, tightest-window remaining) headers are all handled.
         """
         with self._lock:
-            now = self._clock()
-            pairs = (
-                (self._requests, info.limit_requests, info.remaining_requests, info.reset_requests),
-                (self._tokens, info.limit_tokens, info.remaining_tokens, info.reset_tokens),
-            )
-            blind = self._requests.server_limit is None and self._tokens.server_limit is None
-            usable = [unit.learn(limit, rem, reset) for unit, limit, rem, reset in pairs]
-            if blind and not (self._requests.server_limit is None and self._tokens.server_limit
-                              is None):  # fmt: skip
-                # The server's own numbers replace any slow-down guessed before we had them.
-                self._factor, self._factor_since = 1.0, now
-            self._retune(now)
-            for ok, (unit, _, remaining, _) in zip(usable, pairs, strict=True):
-                if ok and remaining is not None and remaining >= 0 and unit.bucket is not None:
-                    unit.bucket.lower_to(remaining - unit.outstanding, now)
+            self._observe(info, self._clock())
 
     def on_rate_limited(
-        self, retry_after: float | None, *, reservation: Reservation | None = None
+        self,
+        retry_after: float | None,
+        *,
+        info: RateLimitInfo | None = None,
+        reservation: Reservation | None = None,
     ) -> None:
-        """Slow down after a 429 that reports a rate limit (not an exhausted quota).
+        """Take a 429 into account (one that reports a rate limit, not an exhausted quota).
 
-        Policy (AIMD, the factor ``f`` scaling every limit in force, starting at 1):
-
-        * Decrease: ``f <- max(0.1, 0.8 * f)``, at most once per 2 s (the 429s of requests
-          already in flight report the same overshoot), only while the server has stated no
-          limit in its headers (with ``x-ratelimit-limit-*`` known, its numbers are followed).
-        * Recovery: ``f(t) = min(1, f_429 + 0.05 * (t - t_429) / 60)``: 5 % of the limit
-          regained per minute without a 429, up to the configured / server limit.
-        * Pause: later reservations wait at least ``retry_after`` seconds; each bucket drops to
-          ``amount - rate * retry_after - outstanding`` (the server's level when the refused
-          request fits after ``retry_after``, minus what is booked) so the queue then drains
-          at the new rate. ``amount`` is the refused booking's size when ``reservation`` is
-          given, else the typical booking. Without ``retry_after``, the buckets are emptied
-          (``-outstanding``), so the next request waits for its own refill; an unlimited
-          limiter pauses 1 s. ``retry_after`` counts at most 60 s (one rate-limit window:
-          the retry policy gives up on longer hints rather than stall every request).
+        The rules (pause, re-sync or emptying, blind slow-down) are in the module docstring.
+        Call it after settling the refused booking (``correct(reservation, 0)``).
 
         Args:
-            retry_after: The wait the server asked for, in seconds, if it said.
-            reservation: The refused request's booking, when known.
+            retry_after: The wait the server asked for, in seconds, if it said (bounded: NaN
+                is ignored, at most :data:`MAX_PAUSE` counts).
+            info: The rate-limit headers of the 429, if any.
+            reservation: The refused request's booking: tells its echoes apart exactly (when
+                it was booked); without it, 429s within 2 s of a counted one are echoes.
         """
+        pause = bound_seconds(retry_after, MAX_PAUSE)
         with self._lock:
             now = self._clock()
+            synced = False
+            if info is not None:
+                synced = self._observe(info, now)
             factor = self._factor_now(now)
-            # A server that states its limits in headers is followed exactly (observe() and the
-            # pause below); guessing lower on top of that would only leave its budget unused.
-            blind = self._requests.server_limit is None and self._tokens.server_limit is None
-            if blind and now - self._last_decrease >= _HOLDOFF:
-                factor = max(_FLOOR, factor * _DECREASE)
-                self._last_decrease = now
+            if reservation is not None:
+                echo = reservation.booked_at < self._last_counted
+            else:
+                echo = now - self._last_counted < _ECHO
+            if self._blind() and not echo:
+                if now - self._last_counted <= _REPEAT or factor < 1.0:
+                    factor = max(_FLOOR, factor * _DECREASE)
+                self._last_counted = now
             self._factor, self._factor_since = factor, now
             self._retune(now)
-            if retry_after is not None:
-                retry_after = min(max(0.0, retry_after), _MAX_PAUSE)
-            pause = retry_after
             if pause is None and not self.enabled:
                 pause = _UNKNOWN_PAUSE
             if pause is not None:
                 self._paused_until = max(self._paused_until, now + pause)
-            booked = None if reservation is None else reservation.tokens
-            for unit, amount in ((self._requests, 1), (self._tokens, booked)):
-                bucket = unit.bucket
-                if bucket is None:
-                    continue
-                level = 0.0
-                if retry_after is not None:
-                    size = unit.typical if amount is None else amount
-                    level = size - bucket.rate * retry_after
-                bucket.lower_to(level - unit.outstanding, now)
+            elif not synced:
+                for unit in (self._requests, self._tokens):
+                    if unit.bucket is not None:
+                        unit.bucket.lower_to(0.0, now)
 
     def acquire(self, tokens: int) -> Reservation:
         """Reserve, then block the thread for the reservation's delay.
@@ -398,22 +340,55 @@ class RateLimiter:
                 raise
         return reservation
 
-    def _factor_now(self, now: float) -> float:
-        quiet = max(0.0, now - self._factor_since)
-        return min(1.0, self._factor + _RECOVERY * quiet / 60.0)
+    # -- internals (called with the lock held) --------------------------------------------------
+    def _blind(self) -> bool:
+        return self._requests.stated is None and self._tokens.stated is None
 
-    def _retune(self, now: float) -> None:
-        """Bring both buckets to the limits in force at ``now`` (creating learned ones)."""
+    def _observe(self, info: RateLimitInfo, now: float) -> bool:
+        """Apply ``info``; return whether it lowered any bucket to a stated remaining count."""
+        self._retune(now)
+        blind = self._blind()
+        pairs = (
+            (self._requests, info.limit_requests, info.remaining_requests),
+            (self._tokens, info.limit_tokens, info.remaining_tokens),
+        )
+        usable = [unit.learn(limit) for unit, limit, _ in pairs]
+        if blind and not self._blind():
+            # The server's own numbers replace any slow-down guessed before we had them.
+            self._factor, self._factor_since = 1.0, now
+        self._retune(now, keep_used=True)
+        synced = False
+        for ok, (unit, _, raw) in zip(usable, pairs, strict=True):
+            remaining = bound_count(raw)
+            if ok and remaining is not None and unit.bucket is not None:
+                unit.bucket.lower_to(remaining - unit.outstanding, now)
+                synced = True
+        return synced
+
+    def _factor_now(self, now: float) -> float:
+        if self._factor >= 1.0:
+            return 1.0
+        quiet = max(0.0, now - self._factor_since - _QUIET)
+        return min(1.0, self._factor + quiet / _RECOVERY)
+
+    def _retune(self, now: float, *, keep_used: bool = False) -> None:
+        """Bring both buckets to the limits in force at ``now`` (creating new ones)."""
         factor = self._factor_now(now)
         for unit in (self._requests, self._tokens):
             ceiling = unit.ceiling()
             if ceiling is None:
                 continue
-            capacity, rate = ceiling[0] * factor, ceiling[1] * factor / 60.0
+            capacity = ceiling[0] * factor
             if unit.bucket is None:
-                unit.bucket = _Bucket(capacity, rate, capacity - unit.outstanding, now)
-            else:
-                unit.bucket.retune(capacity, rate, now)
+                unit.bucket = Bucket(capacity, capacity - unit.outstanding, now)
+            elif capacity != unit.bucket.capacity:
+                unit.bucket.retune(capacity, now, keep_used=keep_used)
+
+
+def _field(limit: RateLimit | None, unit: str) -> int | None:
+    if limit is None:
+        return None
+    return limit.requests_per_minute if unit == "requests" else limit.tokens_per_minute
 
 
 def _num(value: float) -> str:

@@ -3,10 +3,12 @@
 :func:`decide_retry` turns a failure into a :class:`RetryDecision` (retry or not, how long to wait,
 and why). The wait follows the formula documented on :class:`~embedguard.core.config.RetryPolicy`:
 the server's ``retry-after-ms`` / ``Retry-After`` hint when a rate-limit response carried one
-(refused when above ``max_retry_after``), otherwise capped exponential backoff with jitter
-(:func:`backoff_delay`). A shared :class:`RetryBudget` caps the retries made in any sliding
-window, so a failing provider is not hammered. Nothing here sleeps: the caller waits, with
-``time.sleep`` or ``asyncio.sleep``.
+(refused when above ``max_retry_after``; a NaN hint is ignored and a negative one is 0, so no
+wait is longer than ``max_retry_after``, nor than a day), otherwise capped exponential backoff
+with jitter (:func:`backoff_delay`). The headers are parsed by
+:mod:`embedguard.core.providers.headers`. A shared :class:`RetryBudget` caps the retries made in
+any sliding window, so a failing provider is not hammered. Nothing here sleeps: the caller
+waits, with ``time.sleep`` or ``asyncio.sleep``.
 
 Example::
 
@@ -19,18 +21,17 @@ Example::
 
 from __future__ import annotations
 
-import email.utils
 import math
 import random
-import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import RetryPolicy
 from .errors import EmbedGuardError, ProviderError, QuotaExhaustedError, RateLimitError
+from .ratelimit import MAX_HINT_SECONDS, bound_seconds
 
 __all__ = [
     "RETRYABLE_STATUSES",
@@ -39,72 +40,7 @@ __all__ = [
     "backoff_delay",
     "decide_retry",
     "is_retryable_status",
-    "parse_duration",
-    "parse_retry_after",
 ]
-
-_DURATION = re.compile(
-    r"(?:(\d+(?:\.\d+)?)h)?"  # hours
-    r"(?:(\d+(?:\.\d+)?)m(?!s))?"  # minutes (not the "m" of "ms")
-    r"(?:(\d+(?:\.\d+)?)s)?"  # seconds
-    r"(?:(\d+(?:\.\d+)?)ms)?"  # milliseconds
-)
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None and not hasattr(headers, "get_list"):  # plain dicts are case-sensitive
-        lowered = {k.lower(): v for k, v in headers.items()}
-        value = lowered.get(name)
-    return value
-
-
-def parse_duration(text: str) -> float | None:
-    """Parse a rate-limit reset value into seconds.
-
-    Accepts Go-style durations as OpenAI sends them (``6ms``, ``1s``, ``6m0s``, ``23h55m16.126s``)
-    and bare numbers of seconds (``55``, ``0.5``). Returns ``None`` when the text is neither.
-    """
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    match = _DURATION.fullmatch(text)
-    if match is None or not any(match.groups()):
-        return None
-    hours, minutes, seconds, millis = (float(g) if g else 0.0 for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds + millis / 1000
-
-
-def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """The server's requested wait in seconds, or ``None`` when it gave none.
-
-    Looks at ``retry-after-ms`` (milliseconds) first, then ``retry-after`` as seconds or as an
-    HTTP-date (relative to ``now``, epoch seconds, default the current time). Negative waits
-    become 0. Header names are matched case-insensitively.
-    """
-    raw_ms = _header(headers, "retry-after-ms")
-    if raw_ms is not None:
-        try:
-            return max(0.0, float(raw_ms) / 1000.0)
-        except ValueError:
-            pass
-    raw = _header(headers, "retry-after")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    parsed = email.utils.parsedate_tz(raw)
-    if parsed is None:
-        return None
-    when = email.utils.mktime_tz(parsed)
-    return max(0.0, float(when) - (time.time() if now is None else now))
-
 
 # -- which failures -------------------------------------------------------------------------------
 RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 409, 429})
@@ -284,9 +220,10 @@ def decide_retry(
         return RetryDecision(False, 0.0, f"not retryable: {kind}")
     if retries_done >= policy.max_retries:
         return RetryDecision(False, 0.0, f"max retries reached ({policy.max_retries})")
-    hint = error.retry_after if isinstance(error, RateLimitError) else None
+    raw = error.retry_after if isinstance(error, RateLimitError) else None
+    hint = bound_seconds(raw, math.inf)  # NaN: no hint; negative: 0
     if hint is not None:
-        if hint > policy.max_retry_after:
+        if hint > min(policy.max_retry_after, MAX_HINT_SECONDS):
             reason = f"server asked to wait {hint:g}s, over max_retry_after"
             return RetryDecision(False, 0.0, f"{reason} ({policy.max_retry_after:g}s)")
         delay = hint

@@ -1,6 +1,6 @@
-"""Shared set-up of the JSON-over-HTTP codecs: key and URL resolution, native sizes, the user
-agent, and OpenAI-style rate-limit headers. The codec base class, :class:`JsonCodec`, lives with
-the response decoding in :mod:`._decode`, so a request's whole exchange runs in one module."""
+"""Shared set-up of the JSON-over-HTTP codecs: key and URL resolution, native sizes and the user
+agent. The codec base class, :class:`JsonCodec`, lives with the fast response path in
+:mod:`._json`; response headers are read by :mod:`.headers`."""
 
 from __future__ import annotations
 
@@ -13,16 +13,10 @@ from pydantic import SecretStr
 
 from embedguard.core.config import ProviderProfile, check_url
 from embedguard.core.errors import ConfigurationError
-from embedguard.core.retry import parse_duration
-
-from .base import RateLimitInfo
 
 __all__ = [
     "NativeSize",
     "check_native_dimensions",
-    "int_header",
-    "openai_rate_limit",
-    "rate_limit_or_none",
     "resolve_base_url",
     "resolve_key",
     "user_agent",
@@ -133,55 +127,3 @@ def check_native_dimensions(
             provider=profile.name,
         )
     return wanted
-
-
-def int_header(headers: Mapping[str, str], name: str) -> int | None:
-    """A non-negative integer header (``-1`` and junk read as ``None``); names lower-case."""
-    raw = headers.get(name)
-    if raw is None:
-        return None
-    try:
-        value = int(float(raw.strip()))
-    except (ValueError, OverflowError):
-        return None
-    return value if value >= 0 else None
-
-
-def _seconds_header(headers: Mapping[str, str], name: str) -> float | None:
-    raw = headers.get(name)
-    return parse_duration(raw) if raw else None
-
-
-def rate_limit_or_none(info: RateLimitInfo) -> RateLimitInfo | None:
-    """``info``, or ``None`` when the provider sent no rate-limit value at all."""
-    values = (
-        info.limit_requests,
-        info.remaining_requests,
-        info.reset_requests,
-        info.limit_tokens,
-        info.remaining_tokens,
-        info.reset_tokens,
-    )
-    return info if any(v is not None for v in values) else None
-
-
-def openai_rate_limit(headers: Mapping[str, str]) -> RateLimitInfo | None:
-    """Read ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` (lower-cased headers).
-
-    Resets are Go-style durations (``6ms``, ``1m30s``) or seconds; Azure's
-    ``x-rate-limit-reset-tokens`` (seconds) is read when the OpenAI name is absent. The
-    ``*_usage_based`` variants are not used.
-    """
-    reset_tokens = _seconds_header(headers, "x-ratelimit-reset-tokens")
-    if reset_tokens is None:
-        reset_tokens = _seconds_header(headers, "x-rate-limit-reset-tokens")
-    return rate_limit_or_none(
-        RateLimitInfo(
-            limit_requests=int_header(headers, "x-ratelimit-limit-requests"),
-            remaining_requests=int_header(headers, "x-ratelimit-remaining-requests"),
-            reset_requests=_seconds_header(headers, "x-ratelimit-reset-requests"),
-            limit_tokens=int_header(headers, "x-ratelimit-limit-tokens"),
-            remaining_tokens=int_header(headers, "x-ratelimit-remaining-tokens"),
-            reset_tokens=reset_tokens,
-        )
-    )

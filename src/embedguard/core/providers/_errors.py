@@ -27,7 +27,8 @@ from embedguard.core.errors import (
     ServerError,
     redact,
 )
-from embedguard.core.retry import parse_duration, parse_retry_after
+
+from .headers import lower_headers, parse_duration, parse_retry_after, request_id_of
 
 __all__ = ["error_from_response", "lower_headers", "request_id_of", "safe_url"]
 
@@ -68,21 +69,6 @@ _TRY_AGAIN = re.compile(r"try again in\s+((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)", re.I
 _RETRY_AFTER_SECONDS = re.compile(r"retry after\s+(\d+(?:\.\d+)?)\s*second", re.IGNORECASE)
 _TAGS = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
 _SPACES = re.compile(r"\s+")
-_REQUEST_ID_HEADERS = ("x-request-id", "apim-request-id", "mistral-correlation-id")
-
-
-def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Return ``headers`` as a plain dict with lower-cased names (HTTP names are case-blind)."""
-    return {key.lower(): value for key, value in headers.items()}
-
-
-def request_id_of(headers: Mapping[str, str], secrets: Sequence[str | None] = ()) -> str | None:
-    """The provider's request id from lower-cased ``headers`` (secrets redacted), or ``None``."""
-    for name in _REQUEST_ID_HEADERS:
-        value = headers.get(name)
-        if value:
-            return redact(value, secrets)[:_MAX_CODE]
-    return None
 
 
 def _scrub(body: bytes, secrets: Sequence[str | None]) -> bytes:

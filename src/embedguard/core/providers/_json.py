@@ -35,9 +35,10 @@ from pydantic import SecretStr
 from embedguard.core.config import ProviderProfile
 from embedguard.core.errors import InputValidationError
 
-from ._codec import openai_rate_limit, user_agent
-from ._errors import error_from_response, lower_headers, request_id_of
+from ._codec import user_agent
+from ._errors import error_from_response
 from .base import EmbeddingResult, HttpRequest, RateLimitInfo
+from .headers import lower_headers, openai_rate_limit, request_id_of
 
 __all__ = [
     "DecodedBody",

@@ -20,6 +20,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from embedguard.core.ratelimit import RateLimitInfo
+
 __all__ = ["Codec", "EmbeddingResult", "HttpRequest", "RateLimitInfo"]
 
 
@@ -38,22 +40,6 @@ class HttpRequest:
     url: str
     headers: Mapping[str, str] = field(repr=False)
     body: bytes = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimitInfo:
-    """What the provider's rate-limit headers said; ``None`` where a value was absent.
-
-    Counts are per the provider's window (per minute where the provider has several);
-    ``reset_*`` are seconds until that bucket is full again.
-    """
-
-    limit_requests: int | None = None
-    remaining_requests: int | None = None
-    reset_requests: float | None = None
-    limit_tokens: int | None = None
-    remaining_tokens: int | None = None
-    reset_tokens: float | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)

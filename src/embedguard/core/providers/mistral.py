@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -12,12 +11,12 @@ from embedguard.core.config import ProviderProfile
 from ._codec import (
     NativeSize,
     check_native_dimensions,
-    rate_limit_or_none,
     resolve_base_url,
     resolve_key,
 )
 from ._json import JsonCodec
 from .base import RateLimitInfo
+from .headers import mistral_rate_limit
 
 __all__ = ["MISTRAL_NATIVE_DIMENSIONS", "MistralCodec", "mistral_rate_limit"]
 
@@ -29,47 +28,12 @@ MISTRAL_NATIVE_DIMENSIONS: Mapping[str, NativeSize] = {
 }
 """Native vector sizes by model family (``codestral-embed-2505`` is ``codestral-embed``)."""
 
-_RATE_HEADER = re.compile(r"x-ratelimit-(limit|remaining)-(req|tokens)-([a-z0-9-]+)")
-
 
 def _family(model: str) -> str:
     for family in MISTRAL_NATIVE_DIMENSIONS:
         if model == family or model.startswith(family + "-"):
             return family
     return model
-
-
-def mistral_rate_limit(headers: Mapping[str, str]) -> RateLimitInfo | None:
-    """Read Mistral's ``x-ratelimit-(limit|remaining)-(req|tokens)-<window>`` headers.
-
-    Header names vary by plan (``req-minute``, ``req-10-second``, ``tokens-minute``,
-    ``tokens-month``...). Limits are the per-minute ones. A remaining count is the smallest over
-    all windows sent, since the tightest window is the one that stops the next request.
-    """
-    found: dict[tuple[str, str], dict[str, int]] = {}
-    for name, raw in headers.items():
-        match = _RATE_HEADER.fullmatch(name)
-        if match is None:
-            continue
-        try:
-            value = int(float(raw.strip()))
-        except (ValueError, OverflowError):
-            continue
-        if value >= 0:
-            found.setdefault((match[1], match[2]), {})[match[3]] = value
-
-    def remaining(kind: str) -> int | None:
-        windows = found.get(("remaining", kind))
-        return min(windows.values()) if windows else None
-
-    return rate_limit_or_none(
-        RateLimitInfo(
-            limit_requests=found.get(("limit", "req"), {}).get("minute"),
-            remaining_requests=remaining("req"),
-            limit_tokens=found.get(("limit", "tokens"), {}).get("minute"),
-            remaining_tokens=remaining("tokens"),
-        )
-    )
 
 
 class MistralCodec(JsonCodec):

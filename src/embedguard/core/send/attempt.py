@@ -40,6 +40,7 @@ from ..events import (
 )
 from ..planning import Batch
 from ..providers.base import EmbeddingResult, HttpRequest
+from ..providers.headers import rate_limit_info
 from ..retry import decide_retry
 
 if TYPE_CHECKING:
@@ -197,7 +198,7 @@ def attempt_flow(
                 reservation = None
                 if ep.dimensions is None:
                     ep.dimensions = int(result.vectors.shape[1])
-                if result.rate_limit is not None:
+                if result.rate_limit is not None and ep.paced:
                     _observe(ep, result)
                 ep.metrics.record_success(
                     items=len(batch.texts), tokens=tokens, latency=latency, bytes_raw=raw,
@@ -223,8 +224,11 @@ def attempt_flow(
                 ep.breaker.release(permit)
             permit = None
             ep.limiter.correct(reservation, 0)
-            if isinstance(error, errors.RateLimitError):
-                ep.limiter.on_rate_limited(error.retry_after, reservation=reservation)
+            if isinstance(error, errors.RateLimitError) and ep.paced:
+                stated = None
+                if isinstance(reply, Reply):  # what the 429's own headers say, if anything
+                    stated = rate_limit_info(ep.profile.provider, reply.headers)
+                ep.limiter.on_rate_limited(error.retry_after, info=stated, reservation=reservation)
             elif not ep.gate.done():
                 _open_gate(ep)  # a 429 says nothing about usage yet: the others keep waiting
             reservation = None

@@ -22,6 +22,7 @@ from ..breaker import CircuitBreaker, CircuitState
 from ..config import ProviderProfile
 from ..events import CircuitChanged, Hooks
 from ..metrics import MetricsCollector
+from ..profiles import assumed_rate_limit
 from ..providers.base import Codec, RateLimitInfo
 from ..providers.registry import make_codec
 from ..ratelimit import RateLimiter
@@ -96,6 +97,7 @@ class Endpoint:
         self.gate: Future[None] = Future()
         self.gate_taken = False
         self.circuit_open = False
+        self.paced = True  # False: the profile turned client-side rate limiting off
         self.lock = threading.Lock()
         self.executor: ThreadPoolExecutor | None = None  # runs a sync call's batches
         self.owner: Callable[[], object] | None = None  # the client, for usage blocks on it
@@ -181,18 +183,25 @@ def build_endpoint(
             transport=transport,
             async_transport=async_transport,
         )
-    limiter = RateLimiter(profile.rate_limit)
+    assumed = assumed_rate_limit(profile.provider)  # a guess the server's stated limits replace
+    paced = profile.rate_limit is None or profile.rate_limit.enabled
+    limiter = RateLimiter(profile.rate_limit, assumed) if paced else RateLimiter(None, None)
     if shared_state is not None:
         from ..shared_state import RedisCircuitBreaker, RedisRateLimiter
 
         identity = endpoint_identity(profile, codec.url)
         breaker = breaker or RedisCircuitBreaker(profile.breaker, shared_state, name=identity)
-        limiter = RedisRateLimiter(profile.rate_limit, shared_state, name=identity)
+        if paced:
+            limiter = RedisRateLimiter(
+                profile.rate_limit, shared_state, name=identity, assumed=assumed
+            )
     breaker = breaker or CircuitBreaker(profile.breaker, name=profile.name)
     breaker.add_listener(metrics.on_breaker_transition)
-    return Endpoint(
+    endpoint = Endpoint(
         profile, codec, wire, breaker=breaker, limiter=limiter, metrics=metrics, hooks=hooks
     )
+    endpoint.paced = paced
+    return endpoint
 
 
 def endpoint_identity(profile: ProviderProfile, url: str) -> str:

@@ -154,13 +154,17 @@ RATE_LIMIT = """
 -- ARGV: requests capacity, requests rate per second, tokens capacity, tokens rate per second
 --       (capacity 0: unlimited), requests delta, tokens delta (> 0 books, < 0 gives back),
 --       requests floor, tokens floor (lower the level to it; '' for none), pause seconds ('').
+-- The client bounds every value; non-finite ones are ignored here too, and a pause counts at
+-- most 60 s, so a bad value can neither stall the fleet nor reset a bucket.
+local function finite(x) return x and x == x and x > -1e300 and x < 1e300 end
 local h = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local v = redis.call('HMGET', h, 'requests', 'tokens', 'paused_until')
 local paused = tonumber(v[3]) or 0
 local pause = tonumber(ARGV[9])
-if pause then
+if finite(pause) then
+  pause = math.min(math.max(pause, 0), 60)
   paused = math.max(paused, now + pause)
   redis.call('HSET', h, 'paused_until', string.format('%.17g', paused))
 end
@@ -171,7 +175,8 @@ local fields = {'requests', 'tokens'}
 for i = 1, 2 do
   local cap, rate = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
   local delta, floor = tonumber(ARGV[4 + i]), tonumber(ARGV[6 + i])
-  if cap > 0 then
+  if not finite(floor) then floor = nil end
+  if finite(cap) and finite(rate) and cap > 0 and rate > 0 and finite(delta) then
     local tat = math.max(tonumber(v[i]) or now, now) + delta / rate
     if tat < now then tat = now end
     if floor then tat = math.max(tat, now + (cap - floor) / rate) end

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import TYPE_CHECKING
 
 from ..config import RateLimit
-from ..providers.base import RateLimitInfo
-from ..ratelimit import RateLimiter, Reservation
+from ..ratelimit import (
+    MAX_COUNT,
+    MAX_PAUSE,
+    RateLimiter,
+    RateLimitInfo,
+    Reservation,
+    bound_count,
+    bound_seconds,
+)
 from . import _lua
 from ._link import Arg, Link
 
@@ -18,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["RedisRateLimiter"]
 
 _UNKNOWN_PAUSE = 1.0  # seconds to pause on a 429 without retry-after when no rate is known
-_MAX_PAUSE = 60.0  # a rate-limit window; longer waits are quota-like, not pacing
+_MIN_RATE = 1e-6  # per minute: a limit in force is never sent as 0 (which means "unlimited")
 
 
 class _SharedReservation(Reservation):
@@ -38,9 +46,11 @@ class RedisRateLimiter(RateLimiter):
     Adapting to the server is simpler than in the plain limiter: :meth:`observe` lowers the
     shared buckets to the ``remaining`` the headers report (minus this process's unsettled
     bookings), and :meth:`on_rate_limited` pushes a shared "not before" time (``retry_after``,
-    or 1 s when nothing limits the rate) and lowers the shared buckets the same way. The
-    server's limits and the AIMD slow-down are learned per process (as in the plain limiter)
-    and set the rate at which that process books.
+    at most 60 s, or 1 s when nothing limits the rate and the server gave no wait) or, without
+    a wait hint, empties the shared buckets (to 0, never into debt). Which limit is in force
+    (server, configured, assumed) and the blind slow-down are learned per process, as in the
+    plain limiter, and set the capacity and rate at which that process books. Every hint is
+    bounded first, so no header can remove, zero or stall the shared limit.
 
     While Redis is unreachable the limiter paces on its local buckets (the plain limiter:
     each process then allows the whole limit), logs one warning per outage, reads
@@ -48,23 +58,25 @@ class RedisRateLimiter(RateLimiter):
     every ``resync_interval`` seconds).
 
     Args:
-        limit: The per-minute limits, normally the same in every worker.
+        cap: The configured caps per minute (``None``: learn), normally the same in every worker.
         redis: The Redis client (see :func:`~embedguard.core.shared_state.connect`).
         name: The provider name (part of the key ``<key_prefix>:{<name>}:ratelimit``).
         key_prefix: The prefix of the Redis keys.
         resync_interval: Seconds between attempts to reach Redis during an outage.
+        assumed: The provider's assumed limits (see :class:`RateLimiter`).
     """
 
     def __init__(
         self,
-        limit: RateLimit,
+        cap: RateLimit | None,
         redis: redis.Redis,
         *,
         name: str,
         key_prefix: str = "embedguard",
         resync_interval: float = 2.0,
+        assumed: RateLimit | None = None,
     ) -> None:
-        super().__init__(limit)
+        super().__init__(cap, assumed)
         self._name = name
         self._key = f"{key_prefix}:{{{name}}}:ratelimit"
         self._link = Link(
@@ -108,7 +120,7 @@ class RedisRateLimiter(RateLimiter):
         if reply is None:
             return super().reserve(tokens)
         self._book(1, tokens)
-        return _SharedReservation(tokens, float(reply[0]))
+        return _SharedReservation(tokens, float(reply[0]), self._clock())
 
     def correct(self, reservation: Reservation, actual_tokens: int) -> None:
         """Settle a booking with the usage the response reported (gives back or takes more)."""
@@ -130,45 +142,36 @@ class RedisRateLimiter(RateLimiter):
     def observe(self, info: RateLimitInfo) -> None:
         """Learn the server's limits and lower the shared buckets to its ``remaining`` counts.
 
-        A non-positive ``limit_*`` marks that quantity's headers as placeholders (ignored).
+        A ``limit_*`` outside ``[1, MAX_COUNT]`` marks that quantity's headers as placeholders
+        or garbage (ignored).
         """
         super().observe(info)
-        floors: list[float | None] = [None, None]
-        pairs = (
-            (info.limit_requests, info.remaining_requests),
-            (info.limit_tokens, info.remaining_tokens),
-        )
-        with self._booked_lock:
-            for i, (limit, remaining) in enumerate(pairs):
-                if remaining is not None and remaining >= 0 and (limit is None or limit > 0):
-                    floors[i] = remaining - self._booked[i]
+        floors = self._floors(info)
         if floors != [None, None]:
             self._run(0, 0, floors=floors)
 
     def on_rate_limited(
-        self, retry_after: float | None, *, reservation: Reservation | None = None
+        self,
+        retry_after: float | None,
+        *,
+        info: RateLimitInfo | None = None,
+        reservation: Reservation | None = None,
     ) -> None:
-        """After a 429: slow this process down and make the whole fleet wait.
+        """After a 429: apply the plain limiter's rules here, and make the whole fleet wait.
 
-        Every worker's next booking waits at least ``retry_after`` seconds (at most 60; 1 s
-        when no limit is in force and the server did not say). Each shared bucket drops to
-        ``amount - rate * retry_after - unsettled`` (``amount``: the refused booking, 1 request
-        and its tokens), or to ``-unsettled`` without ``retry_after``.
+        Every worker's next booking waits at least ``retry_after`` seconds (bounded to
+        ``[0, 60]``; NaN is ignored). Without a wait hint the shared buckets drop to the
+        ``remaining`` counts of ``info`` (minus this process's unsettled bookings) if it has
+        any, else to 0; a limiter with no limit in force pauses the fleet 1 s instead.
         """
-        super().on_rate_limited(retry_after, reservation=reservation)
-        if retry_after is not None:
-            retry_after = min(max(0.0, retry_after), _MAX_PAUSE)
-        pause = retry_after
-        if pause is None and not self.enabled:
-            pause = _UNKNOWN_PAUSE
-        amounts = (1, 0 if reservation is None else reservation.tokens)
-        floors: list[float | None] = [None, None]
-        shape = self._shape()
-        with self._booked_lock:
-            for i in range(2):
-                rate = shape[2 * i + 1]
-                level = 0.0 if retry_after is None else amounts[i] - rate * retry_after
-                floors[i] = level - self._booked[i]
+        super().on_rate_limited(retry_after, info=info, reservation=reservation)
+        pause = bound_seconds(retry_after, MAX_PAUSE)
+        floors: list[float | None] = [None, None] if info is None else self._floors(info)
+        if pause is None:
+            if not self.enabled:
+                pause = _UNKNOWN_PAUSE
+            elif floors == [None, None]:
+                floors = [0.0, 0.0]
         self._run(0, 0, floors=floors, pause=pause)
 
     # -- internals ----------------------------------------------------------------------------
@@ -177,11 +180,36 @@ class RedisRateLimiter(RateLimiter):
             self._booked[0] = max(0, self._booked[0] + requests)
             self._booked[1] = max(0, self._booked[1] + tokens)
 
+    def _floors(self, info: RateLimitInfo) -> list[float | None]:
+        """The levels ``info``'s remaining counts set (``None``: none), less what is booked."""
+        floors: list[float | None] = [None, None]
+        pairs = (
+            (info.limit_requests, info.remaining_requests),
+            (info.limit_tokens, info.remaining_tokens),
+        )
+        with self._booked_lock:
+            for i, (limit, raw) in enumerate(pairs):
+                remaining = bound_count(raw)
+                usable = limit is None or bound_count(limit, minimum=1) is not None
+                if remaining is not None and usable:
+                    floors[i] = remaining - self._booked[i]
+        return floors
+
     def _shape(self) -> list[float]:
-        """(capacity, rate per second) of both buckets; capacity 0 means unlimited."""
+        """(capacity, rate per second) of both buckets; capacity 0 means unlimited.
+
+        A limit in force is always sent as a finite number above 0, so nothing a server says
+        can turn the shared limit into "unlimited".
+        """
         shape: list[float] = []
         for per_minute in self.effective_limits:
-            shape += [0.0, 0.0] if per_minute is None else [per_minute, per_minute / 60.0]
+            if per_minute is None:
+                shape += [0.0, 0.0]
+                continue
+            if not math.isfinite(per_minute):
+                per_minute = float(MAX_COUNT)
+            per_minute = min(max(per_minute, _MIN_RATE), float(MAX_COUNT))
+            shape += [per_minute, per_minute / 60.0]
         return shape
 
     def _run(
