@@ -11,6 +11,7 @@ import pytest
 
 from embedguard import (
     CircuitOpenError,
+    CircuitState,
     EmbeddingClient,
     EmbedGuardError,
     ProviderConnectionError,
@@ -145,3 +146,32 @@ def test_a_refused_gzip_body_is_resent_plain_once(fault: Fault, gzip_after: bool
             assert first.gzip and not resent.gzip
             client.embed(["second text"])
             assert server.requests[-1].gzip is gzip_after
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_flaky_provider_is_not_an_outage(seed: int) -> None:
+    """20% random faults (500, 503, 429 with Retry-After, dropped connections) under the default
+    breaker and retry counts: the call completes with every text's own vector, breaker closed."""
+    unique = [f"passage {i}" for i in range(1400)]
+    texts = unique + unique[:600]  # 30% duplicates
+    faults = [Fault.status(500), Fault.status(503), Fault.rate_limited(0.01), Fault.drop()]
+    with EmbeddingServer(dimensions=D) as server:
+        server.chaos(0.2, faults, seed=seed)
+        profile = _profile(server, batching={"max_inputs": 50})  # 28 batches: many draws
+        with EmbeddingClient(profile, api_key="sk-x", environ={}) as client:
+            vectors = client.embed(texts)
+            assert client.circuit_state is CircuitState.CLOSED
+        faulted = sum(r.fault is not None for r in server.requests)
+    assert faulted >= 3  # the faults really happened
+    np.testing.assert_array_equal(vectors, deterministic_vectors(texts, D))
+
+
+def test_a_batch_of_a_dead_endpoint_still_gives_up_after_max_retries() -> None:
+    """Retries beyond max_retries are for a healthy endpoint only: a failing one stops there."""
+    with EmbeddingServer(dimensions=D) as server:
+        server.set_down(True, status=503)
+        profile = _profile(server, retry={"max_retries": 3})
+        client = EmbeddingClient(profile, api_key="sk-x", environ={}, coalesce_window=0)
+        with client, pytest.raises(ServerError):
+            client.embed(["one batch"])
+        assert len(server.requests) == 4  # the first attempt and three retries

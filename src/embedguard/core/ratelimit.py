@@ -61,14 +61,15 @@ import time
 from collections.abc import Awaitable, Callable
 
 from ._ratebuckets import (
+    ASSUMED,
+    CONFIGURED,
     MAX_COUNT,
     MAX_HINT_SECONDS,
     MAX_PAUSE,
+    SERVER,
     UNLIMITED,
-    Bucket,
     RateLimitInfo,
     Reservation,
-    Unit,
     bound_count,
     bound_seconds,
 )
@@ -92,6 +93,92 @@ _QUIET = 10.0  # seconds without a 429 before the factor starts to recover
 _RECOVERY = 20.0  # seconds for the factor to regain 1 (linearly), once recovering
 _ECHO = 2.0  # seconds: without the refused booking, 429s this close to a counted one are echoes
 _UNKNOWN_PAUSE = 1.0  # seconds an unlimited limiter pauses on a 429 without a wait hint
+
+
+class Bucket:
+    """One leaky bucket; ``level`` is the capacity available now and may be negative (debt)."""
+
+    __slots__ = ("capacity", "level", "rate", "updated")
+
+    def __init__(self, capacity: float, level: float, now: float) -> None:
+        self.capacity = capacity
+        self.rate = capacity / 60.0
+        self.level = min(capacity, level)
+        self.updated = now
+
+    def refill(self, now: float) -> None:
+        if now > self.updated:
+            self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+            self.updated = now
+
+    def retune(self, capacity: float, now: float, *, keep_used: bool) -> None:
+        """Switch to a new capacity (and rate) from ``now`` on.
+
+        ``keep_used``: what was used from the old capacity stays used, so the level moves by
+        the change (a limit found to be higher frees its headroom at once). Otherwise the level
+        is only capped by the new capacity.
+        """
+        if keep_used:
+            self.refill(now)
+            self.level += capacity - self.capacity
+        elif now > self.updated:
+            # Refilled at the old rate but capped by the new capacity: a capacity that grew
+            # back while idle is available at once.
+            self.level += (now - self.updated) * self.rate
+            self.updated = now
+        self.capacity, self.rate = capacity, capacity / 60.0
+        self.level = min(capacity, self.level)
+
+    def take(self, amount: float, now: float) -> float:
+        """Book ``amount`` and return the wait until the bucket is out of debt."""
+        self.refill(now)
+        self.level -= amount
+        return -self.level / self.rate if self.level < 0 else 0.0
+
+    def give(self, amount: float, now: float) -> None:
+        """Return ``amount`` (negative to take more), never above capacity."""
+        self.refill(now)
+        self.level = min(self.capacity, self.level + amount)
+
+    def lower_to(self, level: float, now: float) -> None:
+        """Lower the level to ``level`` if it is above; never raise it."""
+        self.refill(now)
+        self.level = min(self.level, level)
+
+
+class Unit:
+    """One limited quantity (requests or tokens): its cap, assumption and stated limit."""
+
+    __slots__ = ("assumed", "bucket", "cap", "outstanding", "stated")
+
+    def __init__(self, cap: int | None, assumed: int | None) -> None:
+        self.cap = cap
+        self.assumed = assumed
+        self.stated: int | None = None
+        self.bucket: Bucket | None = None
+        self.outstanding = 0.0  # booked, not yet settled by correct() or cancel()
+
+    def ceiling(self) -> tuple[float, str] | None:
+        """The per-minute limit before the slow-down factor, and its source; ``None``: none."""
+        if self.stated is not None:
+            if self.cap is not None and self.cap < self.stated:
+                return float(self.cap), CONFIGURED
+            return float(self.stated), SERVER
+        if self.cap is not None:
+            return float(self.cap), CONFIGURED
+        if self.assumed is not None:
+            return float(self.assumed), ASSUMED
+        return None
+
+    def learn(self, limit: object) -> bool:
+        """Record a stated limit; ``False`` when it is a placeholder or out of bounds."""
+        if limit is None:
+            return True
+        value = bound_count(limit, minimum=1)  # Azure sends -1/0 for limits it does not enforce
+        if value is None:
+            return False
+        self.stated = value
+        return True
 
 
 class RateLimiter:

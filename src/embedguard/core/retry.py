@@ -34,6 +34,7 @@ from .errors import EmbedGuardError, ProviderError, QuotaExhaustedError, RateLim
 from .ratelimit import MAX_HINT_SECONDS, bound_seconds
 
 __all__ = [
+    "HEALTHY_RETRIES",
     "RETRYABLE_STATUSES",
     "RetryBudget",
     "RetryDecision",
@@ -170,6 +171,10 @@ class RetryBudget:
 
 
 # -- the decision ---------------------------------------------------------------------------------
+HEALTHY_RETRIES = 3
+"""How many times ``max_retries`` a batch may retry while its endpoint is healthy."""
+
+
 @dataclass(frozen=True, slots=True)
 class RetryDecision:
     """Whether to retry a failed request.
@@ -193,14 +198,21 @@ def decide_retry(
     elapsed: float,
     budget: RetryBudget | None = None,
     rng: random.Random | None = None,
+    healthy: bool = False,
 ) -> RetryDecision:
     """Decide whether, and after how long, to retry a request that failed with ``error``.
 
     Rules, in order: the error must be a retryable :class:`~embedguard.ProviderError` (rate limit,
     5xx, timeout, connection, truncated body; never quota exhaustion); fewer than
-    ``max_retries`` retries done; the server's wait hint, if any, at most ``max_retry_after``;
-    ``elapsed + delay`` within ``max_elapsed``; and a retry left in the ``budget``. The budget is
-    consulted last, so it is spent only on retries that happen.
+    ``max_retries`` retries done (``HEALTHY_RETRIES`` times that while the endpoint is
+    ``healthy``); the server's wait hint, if any, at most ``max_retry_after``; ``elapsed + delay``
+    within ``max_elapsed``; and a retry left in the ``budget``. The budget is consulted last, so
+    it is spent only on retries that happen.
+
+    ``healthy`` means most recent requests to the endpoint succeed (the breaker is closed and its
+    window's failure rate is below its threshold): then a batch that keeps meeting random faults
+    is a flaky provider, not an outage, and giving up on it would throw away a working call. The
+    budget, ``max_elapsed`` and the breaker still bound those retries.
 
     Args:
         policy: The retry policy.
@@ -218,8 +230,9 @@ def decide_retry(
     ):
         kind = error.kind if isinstance(error, EmbedGuardError) else type(error).__name__
         return RetryDecision(False, 0.0, f"not retryable: {kind}")
-    if retries_done >= policy.max_retries:
-        return RetryDecision(False, 0.0, f"max retries reached ({policy.max_retries})")
+    allowed = policy.max_retries * (HEALTHY_RETRIES if healthy else 1)
+    if retries_done >= allowed:
+        return RetryDecision(False, 0.0, f"max retries reached ({allowed})")
     raw = error.retry_after if isinstance(error, RateLimitError) else None
     hint = bound_seconds(raw, math.inf)  # NaN: no hint; negative: 0
     if hint is not None:
@@ -237,5 +250,5 @@ def decide_retry(
     return RetryDecision(
         True,
         delay,
-        f"retry {retries_done + 1}/{policy.max_retries} after {error.kind} ({source})",
+        f"retry {retries_done + 1}/{allowed} after {error.kind} ({source})",
     )

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import errors, usage
+from ..breaker import CircuitState
 from ..events import (
     CallRejected,
     RateLimitObserved,
@@ -250,6 +251,7 @@ def attempt_flow(
             decision = decide_retry(
                 ep.profile.retry, error, retries_done=retries,
                 elapsed=time.monotonic() - started, budget=ep.budget, rng=ep.rng,
+                healthy=retries >= ep.profile.retry.max_retries and _healthy(ep),
             )  # fmt: skip
             last_error = error
             if not decision.retry:
@@ -314,6 +316,18 @@ def _observe(ep: Endpoint, result: EmbeddingResult) -> None:
             RateLimitObserved(provider=ep.name, remaining_requests=info.remaining_requests,
                               remaining_tokens=info.remaining_tokens)
         )  # fmt: skip
+
+
+def _healthy(ep: Endpoint) -> bool:
+    """Most recent requests succeed: the breaker is closed, its window below the threshold."""
+    stats = ep.breaker.stats()
+    policy = ep.profile.breaker
+    return (
+        policy.enabled
+        and stats.state is CircuitState.CLOSED
+        and stats.window_calls > 0
+        and stats.failure_rate < policy.failure_rate_threshold
+    )
 
 
 def _rejected(ep: Endpoint) -> None:
