@@ -100,17 +100,32 @@ async def test_concurrent_tasks_get_arrays_of_their_own(server: EmbeddingServer)
 
 
 # -- 2. Ctrl-C inside the coalescing window --------------------------------------------------------
-def test_interrupt_in_the_coalescing_window_leaves_later_calls_working(
+def test_interrupt_while_queued_behind_a_small_call_leaves_later_calls_working(
     server: EmbeddingServer,
 ) -> None:
-    """An interrupt while the first small call waits in its window does not hang later calls."""
-    with _client(server, coalesce_window=0.5) as client:
+    """A small call interrupted while it waits its turn to share a request does not hang later
+    calls (nor the calls queued with it)."""
+    server.script(Fault.delay(0.5))  # the request in flight is slow: the next call queues
+    with _client(server, coalesce_window=0.05) as client:
+        holder = threading.Thread(target=client.embed_query, args=("in flight",))
+        holder.start()
+        time.sleep(0.15)
         threading.Timer(0.1, _thread.interrupt_main).start()
         with pytest.raises(KeyboardInterrupt):
             client.embed_query("interrupted")
+        holder.join(10)
         again = _run_in_thread(lambda: client.embed_query("interrupted"))
         other = _run_in_thread(lambda: client.embed_query("another"))
     assert isinstance(again, np.ndarray) and isinstance(other, np.ndarray)
+
+
+def test_a_lone_small_call_is_sent_at_once(server: EmbeddingServer) -> None:
+    """With nothing else pending, a query does not wait for the coalescing window."""
+    with _client(server, coalesce_window=60.0) as client:
+        started = time.monotonic()
+        client.embed_query("alone")
+        asyncio.run(client.aembed_query("alone too"))
+        assert time.monotonic() - started < 30.0  # not one 60 s window, let alone two
 
 
 # -- 3. slots and probe slots survive interrupts and odd exceptions --------------------------------

@@ -75,9 +75,11 @@ class EmbeddingClient:
         breaker: A circuit breaker to share between clients of the same endpoint.
         environ: Environment to read keys and URLs from (default ``os.environ``).
         local_model: For a ``local`` profile, an already loaded sentence-transformers model.
-        coalesce_window: Seconds a small call (at most 16 distinct texts, e.g. a query) waits
-            for other small calls to share its request; ``0`` sends at once. Identical texts in
-            flight are always shared between concurrent calls.
+        coalesce_window: Small calls (at most 16 distinct texts, e.g. queries) share requests:
+            one that finds no other small request in flight is sent at once; those arriving
+            while one is in flight are sent together when it ends, gathered for at least this
+            many seconds after the first of them arrived. ``0`` sends every call on its own.
+            Identical texts in flight are always shared between concurrent calls.
         cache: A per-text cache (off by default): ``"memory"``, ``"sqlite:///path.db"``, a
             path ending ``.db``, or an :class:`~embedguard.core.cache.EmbeddingCache`. Cached
             texts are not sent (nor billed); only the misses are.

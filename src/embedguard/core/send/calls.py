@@ -35,9 +35,10 @@ from .endpoint import Endpoint
 from .failover import announce, failover_rows, patch, pick
 from .groups import Group, GroupResult, Ref, merge, split_result
 
-__all__ = ["Calls", "Flights", "MicroBatcher", "gather"]
+__all__ = ["Calls", "Flights", "Lane", "gather"]
 
 _MICRO_MAX = 16  # calls with at most this many distinct texts may be merged with others
+_KINDS = ("document", "query")
 
 
 class Calls:
@@ -49,9 +50,9 @@ class Calls:
         self._cache = cache
         self._window = window
         self._flights = Flights()
-        self._micro = {k: MicroBatcher(window, self._send) for k in ("document", "query")}
-        self._amicro: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, MicroBatcher]]
-        self._amicro = weakref.WeakKeyDictionary()
+        self._lanes = {k: Lane(window, self._send) for k in ("document", "query")}
+        self._alanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Lane]]
+        self._alanes = weakref.WeakKeyDictionary()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def run(self, plan: Plan, kind: str) -> np.ndarray:
@@ -59,7 +60,7 @@ class Calls:
         refs, group = self._claim(plan, kind)
         if group is not None:
             if self._coalesce(plan):
-                self._micro[kind].submit(group, time.sleep)
+                self._lanes[kind].submit(group, time.sleep)
             else:
                 self._send([group])
         results = {id(f): f.result() for f, _ in refs}
@@ -80,11 +81,8 @@ class Calls:
         return self._answer(plan, refs, results, group)
 
     async def drain(self) -> None:
-        """Send what waits in this loop's window now, then wait for every send of this loop."""
+        """Wait for every send of this loop (queued small calls included)."""
         loop = asyncio.get_running_loop()
-        for micro in self._amicro.get(loop, {}).values():
-            if queued := micro.take():
-                self._spawn(self._asend(queued))
         mine = [t for t in self._tasks if t.get_loop() is loop]
         if mine:
             await asyncio.gather(*mine, return_exceptions=True)
@@ -168,18 +166,22 @@ class Calls:
 
     def _enqueue(self, group: Group) -> None:
         loop = asyncio.get_running_loop()
-        micros = self._amicro.get(loop)
-        if micros is None:
-            micros = self._amicro[loop] = {
-                k: MicroBatcher(self._window, self._send) for k in ("document", "query")
-            }
-        micro = micros[group.kind]
-        if micro.enqueue(group):
-            loop.call_later(self._window, self._flush, micro)
+        lanes = self._alanes.get(loop)
+        if lanes is None:
+            lanes = self._alanes[loop] = {k: Lane(self._window, self._send) for k in _KINDS}
+        lane = lanes[group.kind]
+        if lane.open(group):
+            self._spawn(self._alane(lane))
 
-    def _flush(self, micro: MicroBatcher) -> None:
-        if queued := micro.take():  # empty when aclose() already sent them
-            self._spawn(self._asend(queued))
+    async def _alane(self, lane: Lane) -> None:
+        """Send the lane's queue, again and again, until nothing more has queued meanwhile."""
+        groups = lane.take()  # the caller that found the lane idle: sent at once
+        while groups:
+            with contextlib.suppress(Exception):  # each group's waiters get any failure
+                await self._asend(groups)
+            if (wait := lane.linger()) > 0:
+                await asyncio.sleep(wait)  # a burst: gather what arrives within the window
+            groups = lane.take()
 
     # -- the answer ----------------------------------------------------------------------------
     def _answer(
@@ -291,53 +293,99 @@ def gather(
     return out
 
 
-class MicroBatcher:
-    """Merges the groups of small calls made within ``window`` seconds into one send (threads).
+class Lane:
+    """Small calls of one kind share requests without waiting for a timer (group commit).
 
-    The first caller of a window waits ``window`` seconds, then sends every group queued
-    meanwhile through ``send``; later callers just wait for their futures. If the first caller is
-    interrupted while it waits (Ctrl-C), the queued groups are sent on a background thread, so
-    the other callers (and any later call sharing their texts) still get their answers.
+    A call that finds the lane idle is sent at once. Calls that arrive while a lane's request is
+    in flight queue up; when it ends, the first of them sends every queued call as one request
+    (after waiting, if need be, until ``window`` seconds have passed since the queue opened, to
+    gather a burst). So a lone query pays no wait, and a burst of concurrent queries costs about
+    two requests. Thread-safe; the sync callers' lane is driven with :meth:`submit`, an event
+    loop's with :meth:`open`, :meth:`take` and :meth:`linger`.
     """
 
     def __init__(self, window: float, send: Callable[[list[Group]], None]) -> None:
         self.window = window
         self._send = send
         self._lock = threading.Lock()
+        self._busy = False
         self._queue: list[Group] = []
+        self._opened = 0.0
+        self._turn: Future[None] | None = None  # done when the request in flight has ended
 
+    # -- threads -------------------------------------------------------------------------------
     def submit(self, group: Group, sleep: Callable[[float], None]) -> None:
-        """Queue ``group``; the caller that opens a window sends it when it closes."""
+        """Send ``group`` now, or queue it; returns once the caller has nothing more to send."""
         with self._lock:
-            self._queue.append(group)
-            leader = len(self._queue) == 1
-        if not leader:
+            if self._busy:
+                self._queue.append(group)
+                if len(self._queue) > 1:
+                    return  # the first queued caller sends this group too
+                self._opened = time.monotonic()
+                turn = self._turn = Future()
+            else:
+                self._busy = True
+                turn = None
+        if turn is None:
+            self._flight([group])
             return
         try:
-            sleep(self.window)
+            turn.result()  # the request in flight has ended: this caller sends the queue
+            if (left := self._opened + self.window - time.monotonic()) > 0:
+                sleep(left)
         except BaseException:
-            queued = self.take()
-            if queued:
-                threading.Thread(
-                    target=self._send_quietly, args=(queued,), name="embedguard-window",
-                    daemon=True,
-                ).start()  # fmt: skip
+            # Interrupted while it held the queue's turn: a thread takes over, so the other
+            # callers (and later calls sharing their texts) still get their answers.
+            threading.Thread(
+                target=self._take_over, args=(turn,), name="embedguard-lane", daemon=True
+            ).start()
             raise
-        self._send(self.take())
+        self._flight(self._take())
 
-    def _send_quietly(self, groups: list[Group]) -> None:
-        # Each group's waiters receive any failure through their futures.
-        with contextlib.suppress(Exception):
-            self._send(groups)
+    def _take_over(self, turn: Future[None]) -> None:
+        turn.result()
+        with contextlib.suppress(Exception):  # each group's waiters get any failure
+            self._flight(self._take())
 
-    def take(self) -> list[Group]:
-        """Everything queued now (for a timer that fires, or an interrupted window)."""
-        with self._lock:
+    def _take(self) -> list[Group]:
+        with self._lock:  # the lane stays busy: the caller sends these
             groups, self._queue = self._queue, []
         return groups
 
-    def enqueue(self, group: Group) -> bool:
-        """Queue ``group`` without waiting; ``True`` when it opened a new window."""
+    def _flight(self, groups: list[Group]) -> None:
+        try:
+            self._send(groups)
+        finally:
+            with self._lock:
+                turn, self._turn = self._turn, None
+                if turn is None:
+                    self._busy = False
+            if turn is not None:
+                turn.set_result(None)  # hands the lane to the first queued caller
+
+    # -- an event loop: the driver spawns one task per run of requests ---------------------------
+    def open(self, group: Group) -> bool:
+        """Queue ``group``; ``True`` when the lane was idle and the caller must start a run."""
         with self._lock:
             self._queue.append(group)
-            return len(self._queue) == 1
+            if self._busy:
+                if len(self._queue) == 1:
+                    self._opened = time.monotonic()
+                return False
+            self._busy = True
+            return True
+
+    def take(self) -> list[Group]:
+        """Every queued group; none: the lane is idle from now on."""
+        with self._lock:
+            groups, self._queue = self._queue, []
+            if not groups:
+                self._busy = False
+        return groups
+
+    def linger(self) -> float:
+        """Seconds left before a queue that opened during a request is sent (0 when empty)."""
+        with self._lock:
+            if not self._queue:
+                return 0.0
+            return max(0.0, self._opened + self.window - time.monotonic())
