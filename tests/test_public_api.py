@@ -27,6 +27,8 @@ def test_all_is_sorted_and_unique() -> None:
 
 def test_all_matches_public_names() -> None:
     """Every public attribute is in __all__ and every __all__ entry exists."""
+    for name in embedguard.__all__:  # public names load on first use
+        getattr(embedguard, name)
     public = {
         name
         for name, value in vars(embedguard).items()
@@ -67,3 +69,17 @@ def test_public_modules_export_what_they_name() -> None:
         assert len(set(module.__all__)) == len(module.__all__)
         for attr in module.__all__:
             assert (inspect.getdoc(getattr(module, attr)) or "").strip(), f"{name}.{attr}"
+
+
+def test_import_embedguard_loads_nothing_heavy() -> None:
+    """`import embedguard` alone loads neither the client nor numpy, pydantic or httpx."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, embedguard; "
+        "print(sorted(m for m in ('numpy', 'pydantic', 'httpx', 'embedguard.core.client') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
