@@ -52,7 +52,6 @@ if _TYPE_CHECKING:  # the names below load on first use (PEP 562): `import embed
     from .core.metrics import MetricsCollector, MetricsSnapshot
 
 _HOMES = {
-    "profiles": ".core",
     **dict.fromkeys(["CircuitBreaker", "CircuitState"], ".core.breaker"),
     "EmbeddingClient": ".core.client",
     **dict.fromkeys(
@@ -75,6 +74,10 @@ def __getattr__(name: str) -> _Any:
             version = "0+unknown"
         globals()[name] = version
         return version
+    if name == "profiles":
+        value: _Any = _importlib.import_module(".core.profiles", __name__)
+        globals()[name] = value
+        return value
     home = _HOMES.get(name, ".core.errors" if name in __all__ else None)
     if home is None:
         raise AttributeError(f"module 'embedguard' has no attribute {name!r}")
