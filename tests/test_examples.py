@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,25 +51,71 @@ def test_rag_chain_retrieves_the_right_passages() -> None:
     assert re.search(r"requests\s+\d+ total, \d+ ok \(100\.0%\), 0 failed", out)
 
 
-def test_vector_store_ingestion_on_the_embedded_model() -> None:
-    """By default the ingestion runs offline on the in-process model."""
-    out = run_example("vector_store_ingestion.py").stdout
-    assert "Ingested 40 documents into 40 nodes (384 dimensions)." in out
-    assert "best node from coral" in out
+def ingestion_numbers(out: str) -> dict[str, int]:
+    """What one run of vector_store_ingestion.py reports: index() counts, requests, items."""
+    patterns = {
+        "documents": r"^Split (\d+) documents into \d+ chunks",
+        "chunks": r"^Split \d+ documents into (\d+) chunks",
+        "new": r"; (\d+) new or changed",
+        "added": r"^Indexed: (\d+) added",
+        "updated": r" (\d+) updated",
+        "skipped": r" (\d+) skipped",
+        "deleted": r" (\d+) deleted",
+        "stored": r"The collection holds (\d+) chunks",
+        "requests": r"^  requests  (\d+) total",
+        "items": r"^  items     (\d+) embedded",
+        "served": r"^The loopback server received (\d+) embedding requests",
+        "served_inputs": r"^The loopback server received \d+ embedding requests \((\d+) texts\)",
+    }
+    found = {key: re.search(pattern, out, flags=re.MULTILINE) for key, pattern in patterns.items()}
+    return {key: int(match.group(1)) for key, match in found.items() if match is not None}
 
 
-def test_vector_store_ingestion_reports_its_metrics() -> None:
-    """vector_store_ingestion.py ingests every document, retrieves, and shows the retried 429
-    (on the loopback server, which scripts that 429)."""
-    result = run_example("vector_store_ingestion.py", "--provider", "loopback")
-    out = result.stdout
-    assert "Ingested 40 documents into 40 nodes (256 dimensions)." in out
-    assert "best node from coral" in out
-    assert re.search(r"^tokens: [1-9]\d*$", out, flags=re.MULTILINE)
-    assert re.search(r"^estimated cost: \$0\.\d+$", out, flags=re.MULTILINE)
-    assert re.search(r"^p95 latency: \d+\.\d ms$", out, flags=re.MULTILINE)
-    assert "retries: 1" in out
-    assert "Applying transformations" in result.stderr  # the progress bar (tqdm is installed)
+def test_vector_store_ingestion_reruns_send_no_requests(tmp_path: Path) -> None:
+    """vector_store_ingestion.py into Qdrant with a SQLRecordManager: the first run embeds every
+    chunk, a rerun sends 0 requests, and after one document changes only its chunks are re-sent."""
+    corpus = tmp_path / "passages.jsonl"
+    shutil.copy(EXAMPLES / "data" / "passages.jsonl", corpus)
+    args = ("--provider", "loopback", "--store", str(tmp_path / "store"), "--corpus", str(corpus))
+
+    first = run_example("vector_store_ingestion.py", *args)
+    one = ingestion_numbers(first.stdout)
+    chunks = one["chunks"]
+    assert one["documents"] == 40 and chunks > 40  # every passage is split into chunks
+    assert one["new"] == one["added"] == one["stored"] == chunks
+    assert one["updated"] == one["skipped"] == one["deleted"] == 0
+    assert one["items"] == one["served_inputs"] == chunks  # each chunk embedded once, no probe
+    assert one["requests"] == one["served"] >= 1
+    assert re.search(r"Indexing: 100%.*\b" + str(chunks) + "/" + str(chunks), first.stderr)
+
+    second = ingestion_numbers(run_example("vector_store_ingestion.py", *args).stdout)
+    assert second["requests"] == second["served"] == 0  # nothing was sent: the rerun is free
+    assert second["items"] == second["added"] == second["deleted"] == second["new"] == 0
+    assert second["skipped"] == second["stored"] == chunks
+
+    passages = [json.loads(line) for line in corpus.read_text(encoding="utf-8").splitlines()]
+    for passage in passages:
+        if passage["id"] == "coral":
+            passage["text"] = "Coral reefs recover from bleaching when the water cools again."
+    corpus.write_text("".join(json.dumps(p) + "\n" for p in passages), encoding="utf-8")
+    third_run = run_example("vector_store_ingestion.py", *args).stdout
+    third = ingestion_numbers(third_run)
+    assert "(1 document: coral)" in third_run
+    assert third["new"] == third["added"] == third["items"] == third["served_inputs"] == 1
+    assert third["requests"] == third["served"] == 1  # the new chunk, in one request
+    assert third["deleted"] >= 1  # coral's old chunks left the store
+    assert third["skipped"] == chunks - third["deleted"]
+    assert third["stored"] == chunks - third["deleted"] + 1
+
+
+def test_vector_store_ingestion_on_the_embedded_model(tmp_path: Path) -> None:
+    """By default the ingestion runs offline on the in-process model, embedding each chunk once."""
+    out = run_example("vector_store_ingestion.py", "--store", str(tmp_path / "store")).stdout
+    assert "all-MiniLM-L6-v2" in out and "(384 dimensions)" in out
+    numbers = ingestion_numbers(out)
+    assert numbers["documents"] == 40 and numbers["chunks"] > 40
+    assert numbers["added"] == numbers["items"] == numbers["stored"] == numbers["chunks"]
+    assert numbers["requests"] >= 1
 
 
 def test_agent_metrics_shows_the_breaker_reacting() -> None:
