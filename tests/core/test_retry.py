@@ -23,6 +23,7 @@ from embedguard.core.errors import (
     ServerError,
 )
 from embedguard.core.retry import (
+    HEALTHY_RETRIES,
     RETRYABLE_STATUSES,
     RetryBudget,
     RetryDecision,
@@ -348,3 +349,20 @@ def test_budget_is_thread_safe() -> None:
     for thread in threads:
         thread.join(10)
     assert sum(granted) == 30
+
+
+def test_a_healthy_endpoint_retries_sooner_and_longer() -> None:
+    """With health h (failure rate over the opening rate), the backoff is scaled by max(h, 0.05)
+    and a batch may retry up to HEALTHY_RETRIES x max_retries; unknown health changes nothing."""
+    policy = RetryPolicy(max_retries=2, initial_delay=1.0, jitter=0.0, max_elapsed=None)
+    error = ServerError("boom", status_code=500)
+    plain = decide_retry(policy, error, retries_done=0, elapsed=0.0)
+    scaled = decide_retry(policy, error, retries_done=0, elapsed=0.0, health=0.25)
+    blip = decide_retry(policy, error, retries_done=0, elapsed=0.0, health=0.0)
+    assert (plain.delay, scaled.delay, blip.delay) == (1.0, 0.25, 0.05)
+    assert not decide_retry(policy, error, retries_done=2, elapsed=0.0).retry
+    assert decide_retry(policy, error, retries_done=2, elapsed=0.0, health=0.5).retry
+    assert not decide_retry(policy, error, retries_done=2 * HEALTHY_RETRIES, elapsed=0.0,
+                            health=0.5).retry  # fmt: skip
+    hinted = RateLimitError("slow down", retry_after=0.4)
+    assert decide_retry(policy, hinted, retries_done=0, elapsed=0.0, health=0.1).delay == 0.4

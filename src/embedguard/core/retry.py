@@ -173,6 +173,7 @@ class RetryBudget:
 # -- the decision ---------------------------------------------------------------------------------
 HEALTHY_RETRIES = 3
 """How many times ``max_retries`` a batch may retry while its endpoint is healthy."""
+_LEAST_SCALE = 0.05  # a healthy endpoint's backoff is never scaled below this share
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,21 +199,24 @@ def decide_retry(
     elapsed: float,
     budget: RetryBudget | None = None,
     rng: random.Random | None = None,
-    healthy: bool = False,
+    health: float | None = None,
 ) -> RetryDecision:
     """Decide whether, and after how long, to retry a request that failed with ``error``.
 
     Rules, in order: the error must be a retryable :class:`~embedguard.ProviderError` (rate limit,
     5xx, timeout, connection, truncated body; never quota exhaustion); fewer than
-    ``max_retries`` retries done (``HEALTHY_RETRIES`` times that while the endpoint is
-    ``healthy``); the server's wait hint, if any, at most ``max_retry_after``; ``elapsed + delay``
-    within ``max_elapsed``; and a retry left in the ``budget``. The budget is consulted last, so
-    it is spent only on retries that happen.
+    ``max_retries`` retries done (``HEALTHY_RETRIES`` times that while the endpoint is healthy);
+    the server's wait hint, if any, at most ``max_retry_after``; ``elapsed + delay`` within
+    ``max_elapsed``; and a retry left in the ``budget``. The budget is consulted last, so it is
+    spent only on retries that happen.
 
-    ``healthy`` means most recent requests to the endpoint succeed (the breaker is closed and its
-    window's failure rate is below its threshold): then a batch that keeps meeting random faults
-    is a flaky provider, not an outage, and giving up on it would throw away a working call. The
-    budget, ``max_elapsed`` and the breaker still bound those retries.
+    ``health`` is how unhealthy the endpoint looks, when it looks healthy: its recent failure rate
+    divided by the rate that opens its breaker (in ``[0, 1)``; ``None``: unknown or failing).
+    A healthy endpoint meeting random faults is a flaky provider, not an outage, so: the backoff
+    (not a server hint) is scaled by ``max(health, 0.05)`` (a blip is retried at once, a
+    degrading provider gets more room as its failure rate climbs), and a batch may retry up to
+    ``HEALTHY_RETRIES`` times ``max_retries`` rather than fail a working call. The budget,
+    ``max_elapsed`` and the breaker still bound those retries.
 
     Args:
         policy: The retry policy.
@@ -230,7 +234,7 @@ def decide_retry(
     ):
         kind = error.kind if isinstance(error, EmbedGuardError) else type(error).__name__
         return RetryDecision(False, 0.0, f"not retryable: {kind}")
-    allowed = policy.max_retries * (HEALTHY_RETRIES if healthy else 1)
+    allowed = policy.max_retries * (1 if health is None else HEALTHY_RETRIES)
     if retries_done >= allowed:
         return RetryDecision(False, 0.0, f"max retries reached ({allowed})")
     raw = error.retry_after if isinstance(error, RateLimitError) else None
@@ -242,6 +246,8 @@ def decide_retry(
         delay = hint
     else:
         delay = backoff_delay(policy, retries_done, rng)
+        if health is not None:
+            delay *= max(health, _LEAST_SCALE)
     if policy.max_elapsed is not None and elapsed + delay > policy.max_elapsed:
         return RetryDecision(False, 0.0, f"max_elapsed ({policy.max_elapsed:g}s) would be exceeded")
     if budget is not None and not budget.try_spend():

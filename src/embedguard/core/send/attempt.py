@@ -251,7 +251,7 @@ def attempt_flow(
             decision = decide_retry(
                 ep.profile.retry, error, retries_done=retries,
                 elapsed=time.monotonic() - started, budget=ep.budget, rng=ep.rng,
-                healthy=retries >= ep.profile.retry.max_retries and _healthy(ep),
+                health=_health(ep) if error.retryable else None,
             )  # fmt: skip
             last_error = error
             if not decision.retry:
@@ -318,16 +318,17 @@ def _observe(ep: Endpoint, result: EmbeddingResult) -> None:
         )  # fmt: skip
 
 
-def _healthy(ep: Endpoint) -> bool:
-    """Most recent requests succeed: the breaker is closed, its window below the threshold."""
-    stats = ep.breaker.stats()
+def _health(ep: Endpoint) -> float | None:
+    """The endpoint's recent failure rate over the rate that opens its breaker, in ``[0, 1)``,
+    or ``None`` when it does not look healthy (breaker off, not closed, or at the threshold)."""
     policy = ep.profile.breaker
-    return (
-        policy.enabled
-        and stats.state is CircuitState.CLOSED
-        and stats.window_calls > 0
-        and stats.failure_rate < policy.failure_rate_threshold
-    )
+    if not policy.enabled:
+        return None
+    stats = ep.breaker.stats()
+    if stats.state is not CircuitState.CLOSED or stats.window_calls == 0:
+        return None
+    share = stats.failure_rate / policy.failure_rate_threshold
+    return share if share < 1.0 else None
 
 
 def _rejected(ep: Endpoint) -> None:

@@ -102,13 +102,14 @@ class Calls:
         return [merged[i] for i in range(len(plan.units))], group
 
     def _coalesce(self, plan: Plan) -> bool:
-        """Whether a call should wait for others to share its request.
+        """Whether a small call may share a request with others.
 
-        Not when the breaker is open and nothing could serve the call: it must fail at once.
+        Only while the breaker is closed (or a fallback could serve it): an open breaker must
+        fail the call at once, and half-open admits only its probes, one caller each.
         """
         if self._window <= 0 or len(plan.units) > _MICRO_MAX:
             return False
-        return len(self._endpoints) > 1 or not self._primary.circuit_open
+        return len(self._endpoints) > 1 or self._primary.circuit_closed
 
     # -- sending: one or more groups, merged when several small calls share a window ----------
     def _send(self, groups: list[Group]) -> None:

@@ -58,7 +58,8 @@ class Endpoint:
         gzip: Whether request bodies are compressed (the profile's wish, until refused).
         token_ratio: Billed tokens per estimated token, learned from reported usage.
         gate: Done once the first reply calibrated ``token_ratio`` (see the attempt flow).
-        circuit_open: The breaker's last transition was into ``open`` (no coalescing wait then).
+        circuit_closed: The breaker's last transition was into ``closed``: small calls share
+            requests only then (open, they must fail fast; half-open, only probes may pass).
     """
 
     def __init__(
@@ -96,7 +97,7 @@ class Endpoint:
         self.usage_seen = False
         self.gate: Future[None] = Future()
         self.gate_taken = False
-        self.circuit_open = False
+        self.circuit_closed = True
         self.paced = True  # False: the profile turned client-side rate limiting off
         self.lock = threading.Lock()
         self.executor: ThreadPoolExecutor | None = None  # runs a sync call's batches
@@ -107,7 +108,7 @@ class Endpoint:
         return f"Endpoint({self.name!r}, url={self.url!r}, circuit={self.breaker.state.value!r})"
 
     def _circuit_changed(self, old: CircuitState, new: CircuitState) -> None:
-        self.circuit_open = new == CircuitState.OPEN
+        self.circuit_closed = new == CircuitState.CLOSED
         if self.hooks:
             self.hooks.emit(CircuitChanged(provider=self.name, old=str(old), new=str(new)))
 
