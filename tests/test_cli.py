@@ -422,3 +422,16 @@ def test_demo_uses_openai_when_asked() -> None:
     assert "300 passages embedded" in out and "Q6." in out
     assert f"requests  {requests} total, {requests} ok" in out  # 1 + 10 batches + 6 questions
     assert requests == 17 and "circuit breaker: closed" in out
+
+
+def test_a_failure_names_the_line_of_the_input_not_of_its_chunk(
+    server: EmbeddingServer, tmp_path: Path
+) -> None:
+    """A text refused in a later chunk is named by its position in the whole input file."""
+    lines = [f"line {i}" for i in range(50)]
+    lines[40] = "word " * 20_000  # over the model's per-input limit
+    source = tmp_path / "t.txt"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run("embed", str(source), *openai_args(server, "--no-progress"))
+    line = assert_one_error_line(result, 2 if result.returncode == 2 else 1)
+    assert "input 40" in line, line

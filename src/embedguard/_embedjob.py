@@ -26,6 +26,7 @@ import numpy as np
 import orjson
 
 from ._checkpoint import Checkpoint
+from .core.errors import EmbedGuardError, InputValidationError
 
 __all__ = [
     "InputFormat",
@@ -263,7 +264,10 @@ def run_chunks(
     chunks = [todo[start : start + chunk_size] for start in range(0, len(todo), chunk_size)]
 
     async def one(rows: list[int]) -> None:
-        vectors = await embed([texts[i] for i in rows])
+        try:
+            vectors = await embed([texts[i] for i in rows])
+        except EmbedGuardError as error:  # name the failed inputs by their place in the file
+            raise _renumbered(error, rows) from error.__cause__
         # No await from here on: a cancelled call either saved its chunk whole or not at all.
         checkpoint.save([keys[i] for i in rows], vectors)
         found.update(zip((keys[i] for i in rows), vectors, strict=True))
@@ -278,6 +282,17 @@ def run_chunks(
     if len({found[key].shape[0] for key in keys}) != 1:
         raise JobError(f"{checkpoint.directory}: vectors of different widths; use --no-resume")
     return np.stack([found[key] for key in keys])
+
+
+def _renumbered(error: EmbedGuardError, rows: list[int]) -> EmbedGuardError:
+    """``error`` with the chunk's input positions replaced by the positions in the whole input."""
+    clone = error.shifted(0)
+    clone.failed_indices = tuple(rows[i] for i in error.failed_indices if 0 <= i < len(rows))
+    index = getattr(error, "index", None)
+    if isinstance(clone, InputValidationError) and index is not None and 0 <= index < len(rows):
+        clone = InputValidationError(clone.reason, index=rows[index], provider=clone.provider)
+        clone.failed_indices = tuple(rows[i] for i in error.failed_indices if i < len(rows))
+    return clone
 
 
 async def _bounded(

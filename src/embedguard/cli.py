@@ -175,13 +175,18 @@ def _profiles(args: argparse.Namespace) -> int:
         return 0
     if args.effective:
         raise _UsageError("--effective needs a profile NAME or --profile-file")
-    header = ("profile", "model", "dims", "timeout", "retries", "inputs", "rpm", "tpm", "pool")
+    header = ("profile", "model", "dims", "timeout", "retries", "inputs", "rpm*", "tpm*", "pool")
     rows = [(*header, "breaker")]
     for name in profiles.names():
         model = "MODEL" if name == "openai_compatible" else None
         p = profiles.get(name, **({"model": model} if model else {}))
         b = p.breaker
-        breaker = f"{b.failure_threshold} fails, {b.open_timeout:g} s" if b.enabled else "off"
+        breaker = (
+            f"{b.failure_rate_threshold:.0%} of {b.window_size} (>= {b.minimum_calls}), "
+            f"{b.open_timeout:g} s"
+            if b.enabled
+            else "off"
+        )
         limit = p.rate_limit or profiles.assumed_rate_limit(p.provider) or RateLimit()
         rows.append((
             name, "(required)" if model else p.model, _cell(p.dimensions),
@@ -194,7 +199,8 @@ def _profiles(args: argparse.Namespace) -> int:
         print(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
-    print("\nShow one as TOML: embedguard profiles NAME  (edit it, then: embed --profile-file)")
+    print("\n* assumed until the server states its own limits (a rate_limit you set is a cap)")
+    print("Show one as TOML: embedguard profiles NAME  (edit it, then: embed --profile-file)")
     return 0
 
 

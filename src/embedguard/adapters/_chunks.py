@@ -71,7 +71,7 @@ def embed_chunks(client: EmbeddingClient, texts: Sequence[str], size: int) -> It
                 try:
                     yield (chunk, *future.result())
                 except EmbedGuardError as error:
-                    raise error.shifted(i * size) from None
+                    raise error.shifted(i * size) from error.__cause__
         finally:
             for future in futures:
                 future.cancel()
@@ -88,7 +88,7 @@ async def aembed_chunks(
             try:
                 yield (chunk, *await task)
             except EmbedGuardError as error:
-                raise error.shifted(i * size) from None
+                raise error.shifted(i * size) from error.__cause__
     finally:
         for task in tasks:
             task.cancel()

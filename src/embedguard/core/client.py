@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import SecretStr
 
 from . import errors
-from .breaker import CircuitBreaker, CircuitState
+from .breaker import BreakerStats, CircuitBreaker, CircuitState
 from .cache import EmbeddingCache, open_cache
 from .config import ProviderProfile
 from .events import Hook, Hooks
@@ -212,6 +212,11 @@ class EmbeddingClient:
     def rate_limit_status(self) -> RateLimitInfo | None:
         """What the provider's ``x-ratelimit-*`` headers said on the latest response, if any."""
         return self._primary.rate_limit_status
+
+    @property
+    def breaker_stats(self) -> BreakerStats:
+        """A consistent snapshot of the breaker: state, its window's failure rate, probes."""
+        return self._breaker.stats()
 
     @property
     def rate_limits(self) -> dict[str, tuple[float | None, str]]:

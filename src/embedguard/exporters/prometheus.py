@@ -4,7 +4,14 @@ from ..core.export.prometheus import (
     DEFAULT_BUCKETS,
     PrometheusCollector,
     PrometheusHook,
+    register_prometheus,
     render_prometheus,
 )
 
-__all__ = ["DEFAULT_BUCKETS", "PrometheusCollector", "PrometheusHook", "render_prometheus"]
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "PrometheusCollector",
+    "PrometheusHook",
+    "register_prometheus",
+    "render_prometheus",
+]

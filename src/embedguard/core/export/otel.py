@@ -20,6 +20,7 @@ times, as a child of whatever span is current there. Attributes:
 ``error.type``                   on failure (span status ``ERROR``): the error kind, one of
                                  ``authentication``, ``rate_limit``, ``quota``,
                                  ``bad_request``, ``context_length``, ``model_not_found``,
+                                 ``endpoint_not_found``,
                                  ``server``, ``timeout``, ``connection``,
                                  ``invalid_response``, ``provider``, ``circuit_open``
 ``http.response.status_code``    the HTTP status, when a response arrived

@@ -5,7 +5,7 @@ and each vector is written straight into its row (base64 items are decoded with 
 through Python lists). Anything that is not exactly one finite vector of the right size per input
 raises :class:`~embedguard.core.errors.ResponseValidationError`; nothing partial is returned.
 Plain base64 bodies take a faster route that never builds the JSON tree of vector strings
-(``_scan.py``); it falls back here for anything else, so this module defines the results.
+(``_json.py``); it falls back here for anything else, so this module defines the results.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The client validates and plans a call (:mod:`embedguard.core.planning`); :class:
 
 1. takes the texts the cache holds out (:mod:`~embedguard.core.send.cached`);
 2. claims the rest: texts another call has in flight are awaited, not sent again, and small calls
-   may wait ``window`` seconds to share one request (:mod:`~embedguard.core.send.sharing`);
+   share one request through a :class:`Lane` (below);
 3. cuts what this call must send into batches, once (the one place batches are planned), and
    sends them (:mod:`~embedguard.core.send.drivers`, which run the attempt flow of
    :mod:`~embedguard.core.send.attempt`), first to the primary endpoint, then what it could not
