@@ -56,6 +56,8 @@ class MetricsSnapshot:
     cache_hits: int = 0
     cache_misses: int = 0
     cache_tokens_saved: int = 0
+    # Inputs the client did not embed as given (truncated, chunked, empty_zero, empty_skipped).
+    inputs_adjusted: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Copy then wrap, so neither the caller's dict nor the snapshot can change afterwards.
@@ -160,6 +162,9 @@ class MetricsSnapshot:
             f"  breaker   {self.breaker_opens} opened, {self.breaker_half_opens} half-opened, "
             f"{self.breaker_closes} closed",
         ]
+        if self.inputs_adjusted:
+            adjusted = ", ".join(f"{k}={v}" for k, v in sorted(self.inputs_adjusted.items()))
+            lines.append(f"  inputs    {adjusted}")
         if self.cache_hits or self.cache_misses:
             lines.append(
                 f"  cache     {self.cache_hits} hits, {self.cache_misses} misses "
@@ -174,7 +179,7 @@ _COERCE: dict[str, Callable[[Any], Any]] = {
 _MAPPING_FIELDS = tuple(f.name for f in fields(MetricsSnapshot) if f.type == "Mapping[str, int]")
 _OPTIONAL_FIELDS = frozenset(
     ("items_by_provider", "failures_by_provider", "rejected_by_kind", "cache_hits",
-     "cache_misses", "cache_tokens_saved")
+     "cache_misses", "cache_tokens_saved", "inputs_adjusted")
 )  # fmt: skip
 _DERIVED = (
     "success_rate", "failure_rate", "retry_rate", "compression_ratio", "bytes_saved",
