@@ -403,7 +403,8 @@ class EmbeddingClient:
         return plan
 
     def _empty(self, plan: Plan) -> np.ndarray:
-        d = self._primary.dimensions or (self._local.dimensions if self._local else None)
+        local = self._local if plan.blank else None  # no need to load a model for [] alone
+        d = self._primary.dimensions or (local.dimensions if local else None)
         return plan.assemble_nothing_sent(d, provider=self._profile.name)
 
 
