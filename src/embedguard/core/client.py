@@ -30,8 +30,9 @@ from .config import ProviderProfile
 from .events import Hook, Hooks
 from .export.logs import LoggingHook
 from .metrics import MetricsCollector, MetricsSnapshot
-from .planning import ContextPolicy, Plan, plan_units, validate_texts
+from .planning import ContextPolicy, EmptyPolicy, Plan, plan_units, validate_texts
 from .providers.base import RateLimitInfo
+from .providers.local import LocalModel
 from .send.cached import CacheView
 from .send.calls import Calls
 from .send.endpoint import Endpoint, build_endpoint, check_same_space
@@ -69,9 +70,17 @@ class EmbeddingClient:
         async_transport: An async httpx transport for the async client embedguard creates.
         context_policy: What to do with a text over the model's token limit: ``"error"``
             (default: :class:`~embedguard.InputValidationError` before sending), ``"truncate"``,
-            or ``"chunk"`` (embed pieces, token-weighted average, renormalised).
+            or ``"chunk"`` (embed pieces, token-weighted average, renormalised). The limit is the
+            profile's ``batching.max_tokens_per_input``; for a ``local`` profile, what the model
+            reads (its ``max_seq_length``, counted with its own tokenizer).
+        empty: What to do with an empty or whitespace-only text: ``"error"`` (default:
+            :class:`~embedguard.InputValidationError` naming it, nothing sent), ``"zero"`` (a
+            zero vector) or ``"skip"`` (a row of NaN, as in a failed call's ``partial``). Either
+            way the result keeps one row per input and the text is never sent nor billed;
+            metrics count them (``inputs_adjusted``: ``empty_zero`` / ``empty_skipped``).
         token_counter: Counts tokens for batching and limits; default: tiktoken when its files
-            are cached locally, else a conservative estimate.
+            are cached locally, else a conservative estimate (a ``local`` profile: the model's
+            own tokenizer).
         breaker: A circuit breaker to share between clients of the same endpoint.
         environ: Environment to read keys and URLs from (default ``os.environ``).
         local_model: For a ``local`` profile, an already loaded sentence-transformers model.
@@ -109,6 +118,7 @@ class EmbeddingClient:
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
         context_policy: ContextPolicy = "error",
+        empty: EmptyPolicy = "error",
         token_counter: TokenCounter | None = None,
         breaker: CircuitBreaker | None = None,
         environ: Mapping[str, str] | None = None,
@@ -129,6 +139,10 @@ class EmbeddingClient:
                 f"must be 'error', 'truncate' or 'chunk', got {context_policy!r}",
                 field="context_policy",
             )
+        if empty not in ("error", "skip", "zero"):
+            raise errors.ConfigurationError(
+                f"must be 'error', 'skip' or 'zero', got {empty!r}", field="empty"
+            )
         if coalesce_window < 0:
             raise errors.ConfigurationError("must not be negative", field="coalesce_window")
         chain = [f if isinstance(f, tuple) else (f, None) for f in fallbacks]
@@ -136,6 +150,8 @@ class EmbeddingClient:
             check_same_space(profile, [p for p, _ in chain])
         self._profile = profile
         self._context_policy: ContextPolicy = context_policy
+        self._empty_policy: EmptyPolicy = empty
+        self._given_counter = token_counter
         self._counter = token_counter or default_token_counter()
         metrics = MetricsCollector(
             provider=profile.name,
@@ -176,6 +192,7 @@ class EmbeddingClient:
             for p, k in chain
         ]
         self._primary = primary
+        self._local = primary.codec if isinstance(primary.codec, LocalModel) else None
         self._breaker = primary.breaker
         store = open_cache(cache)
         self._cache = None
@@ -260,7 +277,7 @@ class EmbeddingClient:
     def _embed(self, texts: Sequence[str], kind: str) -> np.ndarray:
         plan = self._plan(texts)
         if not plan.units:
-            return self._empty()
+            return self._empty(plan)
         return self._calls.run(plan, kind)
 
     def embed_query(self, text: str) -> np.ndarray:
@@ -324,9 +341,11 @@ class EmbeddingClient:
         return await self._aembed(texts, "document")
 
     async def _aembed(self, texts: Sequence[str], kind: str) -> np.ndarray:
+        if self._local is not None and not self._local.loaded and texts:
+            await self._local.aload()  # planning reads the model's tokenizer: load it off the loop
         plan = self._plan(texts)
         if not plan.units:
-            return self._empty()
+            return self._empty(plan)
         return await self._calls.arun(plan, kind)
 
     async def aembed_query(self, text: str) -> np.ndarray:
@@ -385,17 +404,26 @@ class EmbeddingClient:
     def _plan(self, texts: Sequence[str]) -> Plan:
         if self._closed:
             raise errors.ConfigurationError("the client is closed", field="client")
-        valid = validate_texts(texts, provider=self._profile.name)
-        return plan_units(
+        valid = validate_texts(texts, provider=self._profile.name, empty=self._empty_policy)
+        batching, counter = self._profile.batching, self._counter
+        if self._local is not None and valid:  # plan with what the model reads (loads it)
+            batching = self._local.batching
+            counter = self._given_counter or self._local.token_counter or counter
+        plan = plan_units(
             valid,
-            batching=self._profile.batching,
-            counter=self._counter,
+            batching=batching,
+            counter=counter,
             context_policy=self._context_policy,
             provider=self._profile.name,
+            empty=self._empty_policy,
         )
+        self._primary.metrics.record_inputs(plan.adjusted())
+        return plan
 
-    def _empty(self) -> np.ndarray:
-        return np.empty((0, self._primary.dimensions or 0), dtype=np.float32)
+    def _empty(self, plan: Plan) -> np.ndarray:
+        local = self._local if plan.blank else None  # no need to load a model for [] alone
+        d = self._primary.dimensions or (local.dimensions if local else None)
+        return plan.assemble_nothing_sent(d, provider=self._profile.name)
 
 
 def _release_pools(endpoints: list[Endpoint]) -> None:

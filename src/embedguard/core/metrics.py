@@ -89,6 +89,7 @@ class _State:
     cache_hits: int = 0
     cache_misses: int = 0
     cache_tokens_saved: int = 0
+    inputs_adjusted: dict[str, int] = field(default_factory=dict)
 
     def observe(self, latency: float, retry: bool, bytes_raw: int, bytes_sent: int) -> None:
         """Account the parts every attempt has, whatever its outcome."""
@@ -247,6 +248,19 @@ class MetricsCollector:
             s.cache_hits += hits
             s.cache_misses += misses
             s.cache_tokens_saved += tokens_saved
+
+    def record_inputs(self, adjusted: Mapping[str, int]) -> None:
+        """Record inputs not embedded as given, by what was done to them.
+
+        Keys are ``truncated``, ``chunked`` (``context_policy``), ``empty_zero`` and
+        ``empty_skipped`` (``empty``); values are numbers of inputs, counted once per call.
+        """
+        if not self._enabled or not any(adjusted.values()):
+            return
+        with self._lock:
+            for kind, count in adjusted.items():
+                if count:
+                    _bump(self._state.inputs_adjusted, kind, count)
 
     def record_rejected(self, kind: str = "circuit_open") -> None:
         """Record one *batch* refused without sending (not counted in ``total_requests``).

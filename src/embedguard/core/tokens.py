@@ -10,6 +10,9 @@ conservative estimate::
 Every counter can also cut a text: :meth:`~TokenCounter.truncate` keeps the longest prefix within
 a budget and :meth:`~TokenCounter.split` cuts it into consecutive pieces that join back to the
 original text.
+
+An in-process model counts with its own tokenizer instead (:class:`TokenizerCounter`): what the
+model reads, special tokens included, so its ``max_seq_length`` is the exact per-input budget.
 """
 
 from __future__ import annotations
@@ -28,10 +31,13 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ._tokenizer import TokenizerCounter
+
 __all__ = [
     "HeuristicTokenCounter",
     "TiktokenCounter",
     "TokenCounter",
+    "TokenizerCounter",
     "default_token_counter",
     "tiktoken_cache_file",
 ]

