@@ -417,7 +417,8 @@ class EmbeddingClient:
             provider=self._profile.name,
             empty=self._empty_policy,
         )
-        self._primary.metrics.record_inputs(plan.adjusted())
+        if plan.truncated or plan.pieces or plan.blank:
+            self._primary.metrics.record_inputs(plan.adjusted())
         return plan
 
     def _empty(self, plan: Plan) -> np.ndarray:
