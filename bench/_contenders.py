@@ -108,6 +108,13 @@ class _Embedguard(Runner):
         self.client.close()
 
 
+class _EmbedguardLists(_Embedguard):
+    """The core client's array as ``list[list[float]]``: what any list-returning adapter pays."""
+
+    def embed(self, texts: list[str]) -> Any:
+        return self.client.embed(texts).tolist()
+
+
 class _EmbedguardIter(_Embedguard):
     """Streaming: consume ``embed_iter`` chunk by chunk, keeping only a row count."""
 
@@ -329,6 +336,7 @@ class _SentenceTransformers(Runner):
 _FACTORIES: dict[str, Callable[[Context], Runner]] = {
     sc.EMBEDGUARD: lambda ctx: _Embedguard(ctx, "defaults"),
     sc.EMBEDGUARD_CLEAN: lambda ctx: _Embedguard(ctx, "defaults"),
+    sc.EMBEDGUARD_TOLIST: lambda ctx: _EmbedguardLists(ctx, "defaults"),
     sc.EMBEDGUARD_TUNED: lambda ctx: _Embedguard(ctx, "tuned"),
     sc.EMBEDGUARD_ITER: lambda ctx: _EmbedguardIter(ctx, "tuned"),
     sc.EMBEDGUARD_OBSERVED: lambda ctx: _Embedguard(ctx, "observed"),
@@ -381,6 +389,8 @@ def describe(name: str, scenario: sc.Scenario) -> str:
         if s.metric != "fail_time"
         else "async httpx, no retries: each call fails on its first 503",
         sc.EMBEDGUARD_CLEAN: "the same client as embedguard; the server injects no fault",
+        sc.EMBEDGUARD_TOLIST: "embedguard's embed(texts).tolist(): the conversion every "
+        "list-returning adapter pays (a reference, not a target)",
         sc.EMBEDGUARD_LANGCHAIN: "GuardedEmbeddings(model=..., base_url=...).embed_documents, "
         "defaults",
         sc.EMBEDGUARD_LLAMAINDEX: "GuardedEmbedding(model=..., api_base=...)"

@@ -47,12 +47,12 @@ class QueryRunner:
 
 
 class _Embedguard(QueryRunner):
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, **settings: Any) -> None:
         super().__init__()
         from embedguard import EmbeddingClient, profiles
 
         profile = profiles.openai(base_url=ctx.base_url, dimensions=ctx.scenario.dimensions)
-        self.client = EmbeddingClient(profile, api_key=API_KEY)
+        self.client = EmbeddingClient(profile, api_key=API_KEY, **settings)
         self._one, self._aone = self.client.embed_query, self.client.aembed_query
 
     def close(self) -> None:
@@ -187,6 +187,7 @@ def _decode(response: Any) -> Any:
 
 FACTORIES: dict[str, Callable[[Context], QueryRunner]] = {
     sc.EMBEDGUARD: _Embedguard,
+    sc.EMBEDGUARD_NO_WINDOW: lambda ctx: _Embedguard(ctx, coalesce_window=0.0),
     sc.EMBEDGUARD_LANGCHAIN: _GuardedLangChain,
     sc.EMBEDGUARD_LLAMAINDEX: _GuardedLlamaIndex,
     sc.LANGCHAIN: _LangChain,
@@ -197,6 +198,7 @@ FACTORIES: dict[str, Callable[[Context], QueryRunner]] = {
 
 NOTES = {
     sc.EMBEDGUARD: "EmbeddingClient(profiles.openai()) defaults: embed_query / aembed_query",
+    sc.EMBEDGUARD_NO_WINDOW: "the same with coalesce_window=0 (no merging of small calls)",
     sc.EMBEDGUARD_LANGCHAIN: "GuardedEmbeddings(model=..., base_url=...): embed_query / "
     "aembed_query",
     sc.EMBEDGUARD_LLAMAINDEX: "GuardedEmbedding(model=..., api_base=...): get_query_embedding / "

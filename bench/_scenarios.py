@@ -37,6 +37,11 @@ EMBEDGUARD_CLEAN = "embedguard-fault-free"  # embedguard defaults; the server in
 EMBEDGUARD_LANGCHAIN = "embedguard-langchain"
 EMBEDGUARD_LLAMAINDEX = "embedguard-llamaindex"
 EMBEDGUARD_PIPELINE = "embedguard-llamaindex-pipeline"
+# Diagnostics: the core client without its coalescing window (S11), and the core client's array
+# turned into list[float] (S12: the least any adapter returning lists must pay).
+EMBEDGUARD_NO_WINDOW = "embedguard-window-0"
+EMBEDGUARD_TOLIST = "embedguard-tolist"
+DIAGNOSTICS = frozenset({EMBEDGUARD_NO_WINDOW, EMBEDGUARD_TOLIST})  # shown, never a target
 LANGCHAIN = "langchain"
 LANGCHAIN_BATCH = "langchain-batch"
 LLAMAINDEX = "llamaindex"
@@ -222,9 +227,10 @@ def resilience_scenarios(quick: bool) -> list[Scenario]:
     # the profile's guessed defaults (3,000 RPM / 1M TPM), so only a client that follows the
     # server's headers runs at full speed: the quick size stays above 1M tokens (25,000 texts).
     stated = {"rate_limit_rpm": 10_000, "rate_limit_tpm": 10_000_000, **bulk_server}
-    queries = (EMBEDGUARD, *EMBEDGUARD_ADAPTERS, LANGCHAIN, LLAMAINDEX, OPENAI_SDK, FLOOR_LOOP)
-    adapters = (EMBEDGUARD, *EMBEDGUARD_ADAPTERS, EMBEDGUARD_PIPELINE, LANGCHAIN, LLAMAINDEX,
-                LLAMAINDEX_PIPELINE, FLOOR_LOOP)  # fmt: skip
+    queries = (EMBEDGUARD, EMBEDGUARD_NO_WINDOW, *EMBEDGUARD_ADAPTERS, LANGCHAIN, LLAMAINDEX,
+               OPENAI_SDK, FLOOR_LOOP)  # fmt: skip
+    adapters = (EMBEDGUARD, EMBEDGUARD_TOLIST, *EMBEDGUARD_ADAPTERS, EMBEDGUARD_PIPELINE,
+                LANGCHAIN, LLAMAINDEX, LLAMAINDEX_PIPELINE, FLOOR_LOOP)  # fmt: skip
     return [
         Scenario("S8", "stated limits: server enforces and states 10,000 RPM / 10M TPM "
                  "(x-ratelimit-* on every reply)", "stated", 30_000 if q else 50_000, 256,
@@ -237,7 +243,7 @@ def resilience_scenarios(quick: bool) -> list[Scenario]:
         Scenario("S10", f"flaky provider: {CHAOS_RATE:.0%} of requests fail (500, 503, 429, "
                  "dropped connection), one seed per repetition", "flaky",
                  5_000 if q else 20_000, 256, (EMBEDGUARD, EMBEDGUARD_CLEAN, *PEERS),
-                 3 if q else 10, bulk_server, duplicates=0.3, setup="chaos", verify=True,
+                 2 if q else 10, bulk_server, duplicates=0.3, setup="chaos", verify=True,
                  cap=120.0 if q else 300.0, baseline=EMBEDGUARD_CLEAN),
         Scenario("S11-seq", "small calls: sequential embed_query latency, zero-latency server",
                  "latency", 200 if q else 500, 1536, queries, 1 if q else 3,

@@ -15,6 +15,12 @@ def _is_embedguard(name: str) -> bool:
     return name.startswith("embedguard")
 
 
+def _has_target(o: Outcome, s: sc.Scenario) -> bool:
+    """An embedguard contender the targets apply to (not the baseline, not a diagnostic)."""
+    name = o.contender
+    return _is_embedguard(name) and name not in sc.DIAGNOSTICS and name != s.baseline
+
+
 def _base(s: sc.Scenario, rows: Rows, key: str = "wall") -> float | None:
     base = rows.get(s.baseline)
     return base.median(key) if base else None
@@ -209,15 +215,19 @@ def targets(s: sc.Scenario, rows: Rows) -> list[str]:
         lines.append(f"median wall <= 2x fault-free: {_at_most('embedguard', wall, base, 2.0)}")
     elif s.metric == "burst":
         for o in rows.values():
-            if _is_embedguard(o.contender) and not o.skipped:
+            if _has_target(o, s) and not o.skipped:
                 n = o.median("requests")
                 ok = None if n is None else n <= 20
                 lines.append(f"{o.contender}: <= 20 requests: {_verdict(ok)} ({num(n, 0)})")
     elif s.metric == "adapters":
         for o in rows.values():
-            if _is_embedguard(o.contender) and o.contender != s.baseline and not o.skipped:
+            if _has_target(o, s) and not o.skipped:
                 verdict = _at_most(o.contender, o.median("wall"), base, 1.2)
                 lines.append(f"{o.contender} <= 1.2x {s.baseline}: {verdict}")
+        lists = rows.get(sc.EMBEDGUARD_TOLIST)
+        if lists is not None and not lists.skipped:
+            lines.append(f"no target; {sc.EMBEDGUARD_TOLIST} (the list[float] conversion alone): "
+                         f"{ratio(lists.median('wall'), base)}")  # fmt: skip
     elif s.metric == "latency" and eg is not None:
         base_ms = _base(s, rows, "lat_median_ms")
         ms = eg.median("lat_median_ms")

@@ -12,8 +12,16 @@ scenario, drains its rate-limit bucket or takes it down), then says GO. The work
 time, CPU time (getrusage) and peak RSS of the measured part only, and prints one JSON line.
 Contenders whose library is not installed are skipped with a note.
 
+Before each measured run the orchestrator sets the server up as the scenario says (``setup``):
+spend its token bucket (S3), take it down (S7), script one header-less 429 (S9), or inject
+seeded chaos (S10: repetition k draws its faults with seed k, the same for every contender);
+``embedguard-fault-free`` is spared the faults and is the baseline of S9 and S10. In S8-S12
+the worker checks every vector against ``deterministic_vectors`` after the clock stops, and the
+report prints each scenario's targets as met or missed.
+
 Options: ``--scenario S1,S4`` and ``--contender embedguard,httpx-floor`` select a subset;
-``--out DIR`` writes the report elsewhere; ``--profile DIR`` saves a cProfile of every embedguard
+``--out DIR`` writes the report elsewhere; ``--smoke`` runs tiny sizes (the test suite's check
+that the harness works); ``--profile DIR`` saves a cProfile of every embedguard
 worker. The environment variable ``EMBEDGUARD_BENCH_HIDE=mod1,mod2`` treats those modules as not
 installed (to exercise the skip path).
 """
