@@ -44,9 +44,17 @@ class Runner:
 
     notes = ""
 
-    def embed(self, texts: list[str]) -> Any:
-        """Embed ``texts`` and return the vectors (array or list of lists)."""
+    def inputs(self, texts: list[str]) -> Any:
+        """What :meth:`embed` takes for ``texts`` (built before the measured part)."""
+        return texts
+
+    def embed(self, inputs: Any) -> Any:
+        """Embed ``inputs`` and return the library's output (array, list of lists, nodes)."""
         raise NotImplementedError
+
+    def vectors(self, out: Any) -> Any:
+        """The vectors in ``out``, one per input (taken after the measured part)."""
+        return out
 
     def close(self) -> None:
         """Release connections and threads."""
@@ -98,6 +106,13 @@ class _Embedguard(Runner):
 
     def close(self) -> None:
         self.client.close()
+
+
+class _EmbedguardLists(_Embedguard):
+    """The core client's array as ``list[list[float]]``: what any list-returning adapter pays."""
+
+    def embed(self, texts: list[str]) -> Any:
+        return self.client.embed(texts).tolist()
 
 
 class _EmbedguardIter(_Embedguard):
@@ -205,10 +220,18 @@ class _OpenAISDK(Runner):
 # -- the hand-written floor -----------------------------------------------------------------------
 
 
+# The floor's hand-written retry: statuses worth another try, attempts, first backoff (doubling).
+_FLOOR_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_FLOOR_ATTEMPTS = 6
+_FLOOR_BACKOFF = 0.05
+
+
 class _FloorLoop(_LoopRunner):
     """Async httpx, batches split evenly over the slots, orjson, base64 via pybase64, numpy.
 
-    No retries, no validation beyond the shapes: the least a client can do.
+    No validation beyond the shapes: the least a client can do. It retries a 429, a 5xx or a
+    dropped connection up to 5 times (``Retry-After`` when given, else 50 ms doubling), so the
+    fault scenarios have a floor that finishes; in the outage scenario it does not retry.
     """
 
     def __init__(self, ctx: Context) -> None:
@@ -220,6 +243,7 @@ class _FloorLoop(_LoopRunner):
         self.headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
         limits = httpx.Limits(max_connections=ctx.scenario.slots)
         self.http = httpx.AsyncClient(limits=limits, timeout=600.0)
+        self.attempts = 1 if ctx.scenario.metric == "fail_time" else _FLOOR_ATTEMPTS
 
     def embed(self, texts: list[str]) -> Any:
         return self.run(self._embed(texts))
@@ -246,11 +270,7 @@ class _FloorLoop(_LoopRunner):
         body["encoding_format"] = "float" if self.ctx.float_format else "base64"
         if self.ctx.dims_param is not None:
             body["dimensions"] = self.ctx.dims_param
-        async with gate:
-            response = await self.http.post(
-                self.url, content=orjson.dumps(body), headers=self.headers
-            )
-        response.raise_for_status()
+        response = await self._post(orjson.dumps(body), gate)
         data = orjson.loads(response.content)["data"]
         if self.ctx.float_format:
             rows = np.array([item["embedding"] for item in data], dtype=np.float32)
@@ -259,6 +279,26 @@ class _FloorLoop(_LoopRunner):
             for item in data:
                 raw = pybase64.b64decode(item["embedding"])
                 out[start + item["index"]] = np.frombuffer(raw, dtype=np.float32)
+
+    async def _post(self, content: bytes, gate: asyncio.Semaphore) -> Any:
+        import httpx
+
+        for attempt in range(self.attempts):
+            last = attempt == self.attempts - 1
+            wait = _FLOOR_BACKOFF * 2**attempt
+            try:
+                async with gate:
+                    response = await self.http.post(self.url, content=content, headers=self.headers)
+            except httpx.TransportError:
+                if last:
+                    raise
+            else:
+                if response.status_code not in _FLOOR_RETRY_STATUSES or last:
+                    response.raise_for_status()
+                    return response
+                wait = float(response.headers.get("retry-after", wait))
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def close(self) -> None:
         self.run(self.http.aclose())
@@ -295,6 +335,8 @@ class _SentenceTransformers(Runner):
 
 _FACTORIES: dict[str, Callable[[Context], Runner]] = {
     sc.EMBEDGUARD: lambda ctx: _Embedguard(ctx, "defaults"),
+    sc.EMBEDGUARD_CLEAN: lambda ctx: _Embedguard(ctx, "defaults"),
+    sc.EMBEDGUARD_TOLIST: lambda ctx: _EmbedguardLists(ctx, "defaults"),
     sc.EMBEDGUARD_TUNED: lambda ctx: _Embedguard(ctx, "tuned"),
     sc.EMBEDGUARD_ITER: lambda ctx: _EmbedguardIter(ctx, "tuned"),
     sc.EMBEDGUARD_OBSERVED: lambda ctx: _Embedguard(ctx, "observed"),
@@ -312,16 +354,22 @@ _FACTORIES: dict[str, Callable[[Context], Runner]] = {
 
 def build(name: str, ctx: Context) -> Runner:
     """The runner of contender ``name`` in ``ctx``."""
-    try:
-        factory = _FACTORIES[name]
-    except KeyError:
-        raise SystemExit(f"unknown contender {name!r}; known: {', '.join(_FACTORIES)}") from None
+    import _adapters  # it builds on this module
+
+    factories = {**_FACTORIES, **_adapters.FACTORIES}
+    factory = factories.get(name)
+    if factory is None:
+        raise SystemExit(f"unknown contender {name!r}; known: {', '.join(factories)}")
     return factory(ctx)
 
 
 def describe(name: str, scenario: sc.Scenario) -> str:
     """The settings of contender ``name`` in ``scenario``, for the report's notes column."""
     s = scenario
+    if s.metric in ("latency", "burst"):
+        import _queries  # it builds on this module
+
+        return _queries.NOTES.get(name, "")
     batch = s.tuned_batch
     limits = "client limits off" if s.rpm is None else f"client limits {s.rpm} rpm/{s.tpm} tpm"
     notes = {
@@ -337,8 +385,20 @@ def describe(name: str, scenario: sc.Scenario) -> str:
         sc.LLAMAINDEX_TUNED: f"embed_batch_size {batch}, num_workers {s.slots}, async batch API",
         sc.OPENAI_SDK: f"OpenAI().embeddings.create in a loop of {sc.MAX_INPUTS}",
         sc.FLOOR_LOOP: f"async httpx, {math.ceil(s.n / batch)} batches of {batch}, orjson, numpy"
+        + ("; retries 429/5xx/drops (Retry-After, else 50 ms doubling)" if s.setup else "")
         if s.metric != "fail_time"
         else "async httpx, no retries: each call fails on its first 503",
+        sc.EMBEDGUARD_CLEAN: "the same client as embedguard; the server injects no fault",
+        sc.EMBEDGUARD_TOLIST: "embedguard's embed(texts).tolist(): the conversion every "
+        "list-returning adapter pays (a reference, not a target)",
+        sc.EMBEDGUARD_LANGCHAIN: "GuardedEmbeddings(model=..., base_url=...).embed_documents, "
+        "defaults",
+        sc.EMBEDGUARD_LLAMAINDEX: "GuardedEmbedding(model=..., api_base=...)"
+        ".get_text_embedding_batch, defaults",
+        sc.EMBEDGUARD_PIPELINE: "IngestionPipeline(transformations=[GuardedEmbedding(...)])"
+        ".run(documents=...)",
+        sc.LLAMAINDEX_PIPELINE: "IngestionPipeline(transformations=[OpenAIEmbedding()])"
+        ".run(documents=...), defaults (batch 100)",
         sc.EMBEDGUARD_LOCAL: "profiles.local(): batches of 32 on one worker thread",
         sc.SENTENCE_TRANSFORMERS: "SentenceTransformer.encode (batch 32), called directly",
     }

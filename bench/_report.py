@@ -4,69 +4,21 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import _contenders as ct
 import _scenarios as sc
+import _targets
+from _cells import Outcome
+from _cells import floor_of as _floor
+from _cells import notes as _notes
+from _cells import num as _num
+from _cells import ratio as _ratio
+
+__all__ = ["Outcome", "write_report"]
 
 _MB = 1024 * 1024
-
-
-@dataclass
-class Outcome:
-    """Every run of one contender in one scenario."""
-
-    contender: str
-    skipped: str | None = None
-    runs: list[dict[str, Any]] = field(default_factory=list)
-
-    def median(self, key: str, *, ok_only: bool = True) -> float | None:
-        """The median of ``key`` over the (successful) runs, or None."""
-        values = [
-            float(r[key])
-            for r in self.runs
-            if key in r and r[key] is not None and (r.get("ok") or not ok_only)
-        ]
-        return statistics.median(values) if values else None
-
-    @property
-    def failures(self) -> list[dict[str, Any]]:
-        """The runs that did not finish correctly."""
-        return [r for r in self.runs if not r.get("ok")]
-
-
-def _num(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _ratio(value: float | None, base: float | None) -> str:
-    if value is None or base is None or base <= 0:
-        return "-"
-    return f"{value / base:.2f}x"
-
-
-def _notes(o: Outcome, s: sc.Scenario) -> str:
-    if o.skipped:
-        return o.skipped
-    text = ct.describe(o.contender, s)
-    bad = o.failures
-    if bad:
-        text += f"; {len(bad)}/{len(o.runs)} runs failed: {str(bad[0].get('error'))[:120]}"
-    return text.replace("|", "/")
-
-
-def _floor(s: sc.Scenario) -> float | None:
-    server = s.server or {}
-    if "latency" not in server:
-        return None
-    return sc.floor_seconds(
-        s.n,
-        latency=server.get("latency", 0.0),
-        latency_per_input=server.get("latency_per_input", 0.0),
-        slots=s.slots,
-    )
 
 
 # -- one table builder per metric -----------------------------------------------------------------
@@ -202,6 +154,7 @@ _TABLES: dict[str, Callable[[sc.Scenario, dict[str, Outcome]], _Table]] = {
     "rss": _rss,
     "fail_time": _fail_time,
     "local": _local,
+    **_targets.TABLES,
 }
 
 # The value each scenario's chart shows per contender, and its axis label.
@@ -213,6 +166,7 @@ _CHART: dict[str, tuple[str, Callable[[sc.Scenario, Outcome], float | None]]] = 
     "rss": ("RSS growth / result size", lambda s, o: _growth_ratio(s, o)),
     "fail_time": ("seconds for the calls to fail", lambda s, o: o.median("wall", ok_only=False)),
     "local": ("wall time (s)", lambda s, o: o.median("wall")),
+    **_targets.CHART,
 }
 
 
@@ -251,6 +205,7 @@ def _settings(s: sc.Scenario) -> str:
     parts.append(f"{s.reps} repetition(s), median")
     if s.parallel:
         parts.append("contenders run at the same time, each against its own identical server")
+    parts += _targets.setup_notes(s)
     return "; ".join(parts)
 
 
@@ -276,7 +231,7 @@ def write_report(
     lines = [
         "# embedguard benchmarks",
         "",
-        _PREAMBLE.format(flag=" --quick" if env["mode"] == "quick" else ""),
+        _PREAMBLE.format(flag="" if env["mode"] == "full" else f" --{env['mode']}"),
         f"Run: {env['date']}, {env['mode']} mode, {env['minutes']:.1f} min; Python "
         f"{env['python']} on {env['platform']}, {env['cpus']} CPUs, load average at the end "
         f"{load}.",
@@ -287,6 +242,8 @@ def write_report(
         rows = outcomes.get(s.key, {})
         lines += ["", f"## {s.key} — {s.title}", "", _settings(s), ""]
         lines += _markdown(*_TABLES[s.metric](s, rows))
+        if goals := _targets.targets(s, rows):
+            lines += ["", *goals]
     written = [out / "RESULTS.md"]
     chart = _chart(out / "results.png", chosen, outcomes)
     if chart is None:

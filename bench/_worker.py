@@ -19,6 +19,7 @@ import gc
 import json
 import pstats
 import resource
+import statistics
 import sys
 import threading
 import time
@@ -26,6 +27,7 @@ from typing import Any
 
 import _contenders as ct
 import _scenarios as sc
+from _verify import check_vectors, problems
 
 TAG = "@@BENCH"
 
@@ -116,17 +118,68 @@ def _outage(runner: ct.Runner, texts: list[str], calls: int, started: float) -> 
     return {"calls": calls, "failed": failed, "errors": errors}
 
 
-def run(scenario_key: str, contender: str, base_url: str, quick: bool, profile: str | None) -> int:
-    """Build, warm up, signal READY, wait for GO, measure, print the RESULT line."""
-    scenario = sc.by_key(scenario_key, quick)
-    ctx = ct.Context(scenario, base_url)
-    if scenario.metric == "fail_time":
-        texts = sc.make_texts(max(1, scenario.calls))
+def _queries(scenario: sc.Scenario, ctx: ct.Context, contender: str) -> tuple[Any, list[str]]:
+    """S11's runner, warmed up on its own loop, and the query texts."""
+    import _queries as qr
+
+    runner = qr.build(contender, ctx)
+    warm = sc.make_texts(8, seed=99, prefix="warmup")
+    if scenario.metric == "latency":
+        for text in warm:
+            runner.one(text)
     else:
-        texts = sc.make_texts(scenario.n, duplicates=scenario.duplicates)
-    runner = ct.build(contender, ctx)
-    if scenario.warmup:
-        runner.embed(sc.make_texts(16, seed=99, prefix="warmup"))
+        runner.burst(warm)
+    return runner, sc.make_texts(scenario.n, prefix="query")
+
+
+def _sequential(runner: Any, texts: list[str]) -> tuple[list[Any], dict[str, Any]]:
+    """Each text as one sync call; the per-call latencies in milliseconds."""
+    out, times = [], []
+    for text in texts:
+        t0 = time.perf_counter()
+        out.append(runner.one(text))
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+    return out, {"lat_median_ms": statistics.median(times), "lat_p95_ms": p95}
+
+
+def _measured(
+    scenario: sc.Scenario, runner: Any, inputs: Any, texts: list[str], started: float
+) -> tuple[Any, dict[str, Any]]:
+    """Run the measured part; returns the output and extra result fields."""
+    if scenario.metric == "fail_time":
+        return None, _outage(runner, texts, scenario.calls, started)
+    if scenario.metric == "latency":
+        return _sequential(runner, texts)
+    if scenario.metric == "burst":
+        return runner.burst(texts), {}
+    return runner.embed(inputs), {}
+
+
+def run(
+    scenario_key: str,
+    contender: str,
+    base_url: str,
+    quick: bool,
+    profile: str | None,
+    smoke: bool = False,
+) -> int:
+    """Build, warm up, signal READY, wait for GO, measure, print the RESULT line."""
+    scenario = sc.by_key(scenario_key, quick, smoke)
+    ctx = ct.Context(scenario, base_url)
+    inputs: Any = None
+    if scenario.metric in ("latency", "burst"):
+        runner, texts = _queries(scenario, ctx, contender)
+    else:
+        if scenario.metric == "fail_time":
+            texts = sc.make_texts(max(1, scenario.calls))
+        else:
+            texts = sc.make_texts(scenario.n, duplicates=scenario.duplicates)
+        runner = ct.build(contender, ctx)
+        if scenario.warmup:
+            runner.embed(runner.inputs(sc.make_texts(16, seed=99, prefix="warmup")))
+        inputs = runner.inputs(texts)
     gc.collect()
     emit("READY", {"maxrss_kb": _maxrss_kb(), "peak_kb": _memory_kb()[1]})
     if sys.stdin.readline().strip() != "GO":
@@ -135,17 +188,14 @@ def run(scenario_key: str, contender: str, base_url: str, quick: bool, profile: 
     start_kb = _memory_kb()[0]
     extra: dict[str, Any] = {}
     error: str | None = None
-    rows = width = 0
+    out: Any = None
     profiler = _ThreadProfiles() if profile else None
     user0, sys0 = _cpu()
     started = time.perf_counter()
     try:
         if profiler is not None:
             profiler.start()
-        if scenario.metric == "fail_time":
-            extra = _outage(runner, texts, scenario.calls, started)
-        else:
-            rows, width = _shape(runner.embed(texts))
+        out, extra = _measured(scenario, runner, inputs, texts, started)
     except Exception as exc:  # reported, not raised: the orchestrator shows it in the table
         error = f"{type(exc).__name__}: {str(exc)[:200]}"
     finally:
@@ -153,10 +203,19 @@ def run(scenario_key: str, contender: str, base_url: str, quick: bool, profile: 
             profiler.stop()
     wall = time.perf_counter() - started
     user1, sys1 = _cpu()
+    memory = {"maxrss_kb": _maxrss_kb(), "peak_kb": _memory_kb()[1], "start_kb": start_kb}
+    rows = 0
     if error is None and scenario.metric != "fail_time":
+        vectors = out if scenario.metric in ("latency", "burst") else runner.vectors(out)
+        rows, width = _shape(vectors)
         expected = (len(texts), scenario.dimensions)
         if (rows, width) != expected:
             error = f"wrong output shape {(rows, width)}, expected {expected}"
+        if scenario.verify:
+            extra["vectors"] = check_vectors(vectors, texts, scenario.dimensions)
+            error = error or problems(extra["vectors"])
+    elif scenario.verify:
+        extra["vectors"] = {"lost": len(texts), "misordered": 0, "wrong": 0, "extra": 0}
     runner.close()
     if profiler is not None and profile:
         profiler.dump(profile)
@@ -169,9 +228,7 @@ def run(scenario_key: str, contender: str, base_url: str, quick: bool, profile: 
             "cpu": (user1 - user0) + (sys1 - sys0),
             "cpu_user": user1 - user0,
             "cpu_sys": sys1 - sys0,
-            "maxrss_kb": _maxrss_kb(),
-            "peak_kb": _memory_kb()[1],
-            "start_kb": start_kb,
+            **memory,
             "peak_reset": peak_reset,
             "rows": rows,
             **extra,

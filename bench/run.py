@@ -12,8 +12,16 @@ scenario, drains its rate-limit bucket or takes it down), then says GO. The work
 time, CPU time (getrusage) and peak RSS of the measured part only, and prints one JSON line.
 Contenders whose library is not installed are skipped with a note.
 
+Before each measured run the orchestrator sets the server up as the scenario says (``setup``):
+spend its token bucket (S3), take it down (S7), script one header-less 429 (S9), or inject
+seeded chaos (S10: repetition k draws its faults with seed k, the same for every contender);
+``embedguard-fault-free`` is spared the faults and is the baseline of S9 and S10. In S8-S12
+the worker checks every vector against ``deterministic_vectors`` after the clock stops, and the
+report prints each scenario's targets as met or missed.
+
 Options: ``--scenario S1,S4`` and ``--contender embedguard,httpx-floor`` select a subset;
-``--out DIR`` writes the report elsewhere; ``--profile DIR`` saves a cProfile of every embedguard
+``--out DIR`` writes the report elsewhere; ``--smoke`` runs tiny sizes (the test suite's check
+that the harness works); ``--profile DIR`` saves a cProfile of every embedguard
 worker. The environment variable ``EMBEDGUARD_BENCH_HIDE=mod1,mod2`` treats those modules as not
 installed (to exercise the skip path).
 """
@@ -53,6 +61,8 @@ class Worker:
         ]  # fmt: skip
         if args.quick:
             cmd.append("--quick")
+        if args.smoke:
+            cmd.append("--smoke")
         if args.profile and contender.startswith("embedguard"):
             Path(args.profile).mkdir(parents=True, exist_ok=True)
             cmd += ["--profile-out", str(Path(args.profile) / f"{scenario.key}-{contender}.prof")]
@@ -151,15 +161,40 @@ def _drain_tokens(server: Any, tokens: int) -> None:
     httpx.post(server.base_url("openai") + "/embeddings", json=body, timeout=30.0)
 
 
-def _prepare(scenario: sc.Scenario, server: Any) -> int:
-    """Reset the server for one run; returns how many log entries are setup, not the run."""
+def _faults(names: tuple[str, ...]) -> list[Any]:
+    """The ``Fault`` objects of S10's mix (``CHAOS_MIX`` names them)."""
+    from embedguard.testing import Fault
+
+    made = {
+        "status_500": Fault.status(500),
+        "status_503": Fault.status(503),
+        "rate_limited": Fault.rate_limited(retry_after=sc.RETRY_AFTER),
+        "drop": Fault.drop(),
+    }
+    return [made[name] for name in names]
+
+
+def _prepare(scenario: sc.Scenario, server: Any, contender: str, rep: int) -> int:
+    """Reset the server for one run; returns how many log entries are setup, not the run.
+
+    Repetition ``rep`` of the chaos scenario draws its faults with seed ``rep + 1``, the same
+    for every contender; the fault-free baseline gets no fault.
+    """
     if server is None:
         return 0
     server.reset()
-    if scenario.tpm is not None:
+    if scenario.setup == "drain" and scenario.tpm is not None:
         _drain_tokens(server, scenario.tpm)
-    if scenario.metric == "fail_time":
+    elif scenario.setup == "outage":
         server.set_down(True, status=503)
+    elif contender in sc.FAULT_FREE:
+        pass
+    elif scenario.setup == "one_429":
+        from embedguard.testing import Fault
+
+        server.script(Fault.rate_limited(retry_after=sc.RETRY_AFTER))
+    elif scenario.setup == "chaos":
+        server.chaos(sc.CHAOS_RATE, _faults(sc.CHAOS_MIX), seed=rep + 1)
     return len(server.requests)
 
 
@@ -171,6 +206,7 @@ def _server_stats(server: Any, skip: int) -> dict[str, Any]:
     return {
         "requests": len(log),
         "n429": sum(1 for r in log if r.status == 429),
+        "faults": sum(1 for r in log if r.fault is not None),
         "usage_tokens": usage,
         "max_in_flight": server.max_in_flight,
     }
@@ -184,7 +220,9 @@ def _start_server(scenario: sc.Scenario) -> Any:
     return EmbeddingServer(dimensions=scenario.dimensions, **scenario.server).start()
 
 
-def _measure(scenario: sc.Scenario, names: list[str], servers: dict[str, Any], args: Any) -> None:
+def _measure(
+    scenario: sc.Scenario, names: list[str], servers: dict[str, Any], args: Any, rep: int
+) -> None:
     """Run each of ``names`` once and print what it measured.
 
     The workers start together, so their imports and warm-ups overlap; the measured parts then
@@ -207,7 +245,10 @@ def _measure(scenario: sc.Scenario, names: list[str], servers: dict[str, Any], a
         worker.ready = ready
         live.append(worker)
     for group in [live] if scenario.parallel else [[w] for w in live]:
-        skips = {w.contender: _prepare(scenario, servers.get(w.contender)) for w in group}
+        skips = {
+            w.contender: _prepare(scenario, servers.get(w.contender), w.contender, rep)
+            for w in group
+        }
         for worker in group:
             worker.go()
         for worker in group:
@@ -248,7 +289,7 @@ def run_scenario(scenario: sc.Scenario, wanted: set[str] | None, args: Any) -> N
     try:
         for rep in range(scenario.reps):
             shift = rep % len(runnable)  # rotate the order so no contender is always first
-            _measure(scenario, runnable[shift:] + runnable[:shift], servers, args)
+            _measure(scenario, runnable[shift:] + runnable[:shift], servers, args, rep)
     finally:
         for server in {id(s): s for s in servers.values() if s is not None}.values():
             server.stop()
@@ -266,7 +307,7 @@ def _environment(args: Any, started: float) -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[dist] = "not installed"
     return {
-        "mode": "quick" if args.quick else "full",
+        "mode": _mode(args),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
@@ -277,11 +318,16 @@ def _environment(args: Any, started: float) -> dict[str, Any]:
     }
 
 
+def _mode(args: Any) -> str:
+    return "smoke" if args.smoke else "quick" if args.quick else "full"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (orchestrator, or worker with ``--worker``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (< ~3 minutes)")
-    parser.add_argument("--scenario", help="comma-separated: S1,S2,S3,S4,S5,S6,S7,local")
+    parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: proves the harness runs")
+    parser.add_argument("--scenario", help="comma-separated: S1,S2,...,S12,local")
     parser.add_argument("--contender", help="comma-separated contender names")
     parser.add_argument("--out", default=str(HERE), help="directory for RESULTS.md/results.png")
     parser.add_argument("--profile", help="save a cProfile of each embedguard worker here")
@@ -294,14 +340,14 @@ def main(argv: list[str] | None = None) -> int:
         import _worker
 
         return _worker.run(args.scenario, args.contender, args.base_url, args.quick,
-                           args.profile_out)  # fmt: skip
+                           args.profile_out, args.smoke)  # fmt: skip
     started = time.monotonic()
-    chosen = sc.select(sc.scenarios(args.quick), args.scenario)
+    chosen = sc.select(sc.scenarios(args.quick, args.smoke), args.scenario)
     wanted = {c.strip() for c in args.contender.split(",")} if args.contender else None
     known = {c for s in sc.scenarios(args.quick) for c in s.contenders}
     if wanted and wanted - known:
         raise SystemExit(f"unknown contender(s) {sorted(wanted - known)}; known: {sorted(known)}")
-    print(f"embedguard bench ({'quick' if args.quick else 'full'}): "
+    print(f"embedguard bench ({_mode(args)}): "
           f"{', '.join(s.key for s in chosen)}", flush=True)  # fmt: skip
     for scenario in chosen:
         print(f"{scenario.key}: {scenario.title}", flush=True)

@@ -536,6 +536,29 @@ def test_rate_limit_tpm(http: httpx.Client) -> None:
         assert refused.status_code == 429 and refused.json()["error"]["type"] == "tokens"
 
 
+def test_stated_limits_on_every_reply_but_not_on_a_scripted_429(http: httpx.Client) -> None:
+    """Under limits every 200 states OpenAI's six x-ratelimit-* headers; a scripted 429 none."""
+    kinds, units = ("limit", "remaining", "reset"), ("requests", "tokens")
+    names = {f"x-ratelimit-{k}-{u}" for k in kinds for u in units}
+    with EmbeddingServer(dimensions=4, rate_limit_rpm=10_000, rate_limit_tpm=10_000_000) as srv:
+        srv.script(Fault.rate_limited(retry_after=0.05))
+        refused = post(http, srv, "openai", body_of(["a"]))
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "0.05"
+        assert not names & set(refused.headers)
+        remaining = []
+        for _ in range(3):
+            reply = post(http, srv, "openai", body_of(["w " * 40]))
+            assert reply.status_code == 200 and names <= set(reply.headers)
+            assert reply.headers["x-ratelimit-limit-requests"] == "10000"
+            assert reply.headers["x-ratelimit-limit-tokens"] == "10000000"
+            for unit in ("requests", "tokens"):
+                reset = reply.headers[f"x-ratelimit-reset-{unit}"]
+                assert re.fullmatch(r"(\d+m)?\d+(\.\d+)?s|\d+ms", reset)
+            remaining.append(int(reply.headers["x-ratelimit-remaining-tokens"]))
+        assert remaining[0] <= 10_000_000 - 40
+        assert remaining == sorted(remaining, reverse=True)
+
+
 def test_token_buckets_refill_with_time() -> None:
     """Buckets refill continuously: a refused request fits after the advertised wait."""
     now = [0.0]
