@@ -217,10 +217,11 @@ def test_queued_batches_do_not_time_out_waiting_their_turn() -> None:
 
     class Steady(_FakeModel):
         def encode(self, texts: Sequence[str], **kwargs: Any) -> np.ndarray:
-            time.sleep(0.04)
+            time.sleep(0.2)
             return super().encode(texts, **kwargs)
 
-    profile = profiles.local(timeouts=0.1, retry={"max_retries": 0})
+    # Each batch takes 40% of the timeout: five queued ahead of one take twice the timeout.
+    profile = profiles.local(timeouts=0.5, retry={"max_retries": 0})
     model = Steady()
     with EmbeddingClient(profile, local_model=model, coalesce_window=0) as client:
         vectors = client.embed([f"text {i}" for i in range(320)])  # 10 batches, 5 at a time
