@@ -85,7 +85,11 @@ def _embedguard_profile(ctx: Context, kind: str) -> Any:
         base_url=ctx.base_url, dimensions=s.dimensions, encoding_format=s.encoding
     )
     if kind in ("tuned", "observed", "bare"):
-        limits: dict[str, int | None] = {"requests_per_minute": s.rpm, "tokens_per_minute": s.tpm}
+        limits: dict[str, int | bool | None] = {
+            "requests_per_minute": s.rpm, "tokens_per_minute": s.tpm
+        }  # fmt: skip
+        if s.rpm is None and s.tpm is None:  # nothing to respect: client-side pacing off
+            limits = {"enabled": False}
         profile = profile.evolve(
             pool_size=s.slots, compression={"enabled": False}, rate_limit=limits
         )
