@@ -48,7 +48,7 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 ## make bench: benchmarks against LangChain, LlamaIndex, the openai SDK and a hand-written loop;
-## writes bench/RESULTS.md and bench/results.png (~15 min; `make bench BENCH_ARGS=--quick`: ~3 min).
+## writes bench/RESULTS.md and bench/results.png (~50 min on 2 shared cores; `BENCH_ARGS=--quick`: ~12 min).
 BENCH_STAMP := $(VENV)/.installed-bench
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml

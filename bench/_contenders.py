@@ -377,7 +377,7 @@ def describe(name: str, scenario: sc.Scenario) -> str:
     batch = s.tuned_batch
     limits = "client limits off" if s.rpm is None else f"client limits {s.rpm} rpm/{s.tpm} tpm"
     notes = {
-        sc.EMBEDGUARD: "profiles.openai() defaults: pool 20, gzip on, 3000 rpm/1M tpm, embed()",
+        sc.EMBEDGUARD: "profiles.openai() defaults: pool 20, gzip off, learned limits, embed()",
         sc.EMBEDGUARD_TUNED: f"pool {s.slots}, gzip off, {limits}, sync embed()",
         sc.EMBEDGUARD_ITER: f"pool {s.slots}, gzip off, {limits}; embed_iter() (chunks of 2048, "
         "window 2) consumed chunk by chunk",
