@@ -70,9 +70,7 @@ def _never_loaded() -> Any:
 
 
 def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(
-        ((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min()
-    )
+    return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
 
 
 def test_export_matches_sentence_transformers(onnx_model: OnnxModel, source: Any) -> None:
