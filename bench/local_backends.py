@@ -18,7 +18,8 @@ run mean anything; the load average is printed with each repeat):
   core: measured to show why it is refused (its min cosine);
 - ``nbits8`` (``--int8``): the export with 8-bit block-quantised weights of the MatMuls outside
   the fused attention (``MatMulNBits``, blocks of 32, int8 compute with activations quantised
-  per block of each row, so a text's vector does not depend on its batch), one thread per core.
+  per block of each row, so a text's vector does not depend on its batch), one thread per core;
+  ``nbits8-unf``: the same of an export without the fusions (all 36 MatMuls quantised).
 
 Reported per contender: median texts/s, the median of its per-repeat ratio to ``st`` at the
 default threads, and the min cosine of its vectors against that contender's on every text
@@ -28,6 +29,7 @@ default threads, and the min cosine of its vectors against that contender's on e
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -42,11 +44,12 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _scenarios import _WORDS, make_texts  # noqa: E402
+from _scenarios import _WORDS, make_texts
 
-from embedguard import EmbeddingClient, profiles  # noqa: E402
-from embedguard.core.providers.local import _load_sentence_transformer, _model_location  # noqa: E402
-from embedguard.core.providers.local_onnx import OnnxModel  # noqa: E402
+from embedguard import EmbeddingClient, profiles
+from embedguard.core.providers import local_onnx
+from embedguard.core.providers.local import _load_sentence_transformer, _model_location
+from embedguard.core.providers.local_onnx import OnnxModel
 
 Encode = Callable[[list[str]], np.ndarray]
 
@@ -87,16 +90,22 @@ def int8_model(model: OnnxModel, work: Path) -> OnnxModel:
     return OnnxModel(work)
 
 
-def nbits_model(model: OnnxModel, work: Path) -> OnnxModel:
+def nbits_model(model: OnnxModel, work: Path, source: Any | None = None) -> OnnxModel:
     """A copy of the export with 8-bit block-quantised MatMul weights (MatMulNBits, blocks of 32,
-    int8 compute: accuracy level 4); needs ``onnx-ir``."""
+    int8 compute: accuracy level 4); needs ``onnx-ir``. With ``source``, of a new export of it
+    without the fusions (the attention's MatMuls are then quantised too)."""
     import onnx
     from onnxruntime.quantization import QuantFormat
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     shutil.copytree(model.path, work, dirs_exist_ok=True)
+    graph = model.path / "model.onnx"
+    if source is not None:
+        meta = json.loads((work / "meta.json").read_text())
+        local_onnx._export_graph(source, meta, work, fuse=False)
+        graph = work / "model.onnx"
     quantizer = MatMulNBitsQuantizer(
-        onnx.load(model.path / "model.onnx"),
+        onnx.load(graph),
         bits=8,
         block_size=32,
         is_symmetric=True,
@@ -140,6 +149,7 @@ def contenders(args: argparse.Namespace, work: Path) -> tuple[dict[str, Encode],
     if args.int8:
         run["int8"] = int8_model(onnx, work / "int8").encode
         run["nbits8"] = nbits_model(onnx, work / "nbits8").encode
+        run["nbits8-unf"] = nbits_model(onnx, work / "nbits8-unf", st).encode
     return run, clients
 
 

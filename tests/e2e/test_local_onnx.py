@@ -54,7 +54,7 @@ def onnx_model(source: Any, cache: Path) -> OnnxModel:
 
 
 @pytest.fixture
-def xdg_cache(cache: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def xdg_cache(cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The default cache directory pointed at the file's cache."""
     root = cache.parent / "xdg"
     target = root / "embedguard" / "onnx"
@@ -62,7 +62,7 @@ def xdg_cache(cache: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     if not target.exists():
         target.symlink_to(cache, target_is_directory=True)
     monkeypatch.setenv("XDG_CACHE_HOME", str(root))
-    yield target
+    return target
 
 
 def _never_loaded() -> Any:

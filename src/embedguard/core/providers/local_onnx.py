@@ -318,7 +318,7 @@ def _describe(source: Any) -> dict[str, Any]:
     }
 
 
-def _export_graph(source: Any, meta: dict[str, Any], work: Path) -> None:
+def _export_graph(source: Any, meta: dict[str, Any], work: Path, *, fuse: bool = True) -> None:
     """Write ``work/model.onnx``: transformer, pooling, normalization; fused for ONNX Runtime."""
     torch = require("torch", "local")
     transformer = source[0].auto_model
@@ -367,6 +367,8 @@ def _export_graph(source: Any, meta: dict[str, Any], work: Path) -> None:
             setter(attention)
     config = transformer.config
     try:
+        if not fuse:
+            raise ExportError("not asked for")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             optimizer = importlib.import_module("onnxruntime.transformers.optimizer")
