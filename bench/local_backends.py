@@ -5,8 +5,9 @@ Run: ``PYTHONPATH=src .venv/bin/python bench/local_backends.py [--texts 2000] [-
 
 The bundled all-MiniLM-L6-v2 embeds the same deterministic texts (``--texts`` of 40 words, as
 the bench's ``make_texts``; ``--mixed``: 5 to 120 words) with each contender, interleaved in
-every repeat, all in this one process (the machine is shared: only ratios measured in the same
-run mean anything; the load average is printed with each repeat):
+every repeat (each repeat starts with the next contender), all in this one process (the machine
+is shared: only ratios measured in the same run mean anything; the load average is printed with
+each repeat):
 
 - ``st-tN``: ``SentenceTransformer.encode`` (batches of 32, its own length sort) with torch at
   N threads (``torch.set_num_threads``; its default here is one per core);
@@ -171,7 +172,9 @@ def main() -> None:
         rates: dict[str, list[float]] = {k: [] for k in run}
         vectors: dict[str, np.ndarray] = {}
         for repeat in range(args.repeats):
-            for key, encode in run.items():
+            keys = list(run)  # each repeat starts with another contender (the order matters)
+            for key in keys[repeat % len(keys) :] + keys[: repeat % len(keys)]:
+                encode = run[key]
                 started = time.perf_counter()
                 vectors[key] = encode(texts)
                 rates[key].append(len(texts) / (time.perf_counter() - started))
