@@ -3,6 +3,7 @@
 import importlib.util
 import logging
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,14 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def onnx_model(source: Any, cache: Path) -> OnnxModel:
     """The bundled model exported to the file's cache (once: a few seconds)."""
     model = load_model(LOCATION, lambda: source, required=True, cache=cache)
+    assert isinstance(model, OnnxModel)
+    return model
+
+
+@pytest.fixture(scope="module")
+def int8_model(source: Any, cache: Path) -> OnnxModel:
+    """The bundled model exported with 8-bit weights to the file's cache (once)."""
+    model = load_model(LOCATION, lambda: source, required=True, precision="int8", cache=cache)
     assert isinstance(model, OnnxModel)
     return model
 
@@ -151,7 +160,9 @@ def test_onnx_model_is_accepted_as_the_local_model(onnx_model: OnnxModel, source
 
 def test_wrong_backend_names_are_configuration_errors() -> None:
     """An unknown backend, or onnx on a GPU, fails at construction naming the field."""
-    with pytest.raises(ConfigurationError, match="'auto', 'onnx' or 'torch'") as caught:
+    with pytest.raises(
+        ConfigurationError, match="'auto', 'onnx', 'onnx-int8' or 'torch'"
+    ) as caught:
         LocalModel(profiles.local(), backend="tensorrt")
     assert caught.value.field == "backend"
     with pytest.raises(ConfigurationError, match="CPU"):
@@ -227,3 +238,33 @@ def test_bundled_location_is_what_the_cache_is_keyed_by() -> None:
     assert cache_entry(_model_location("sentence-transformers/all-MiniLM-L6-v2")) == cache_entry(
         LOCATION
     )
+
+
+def test_int8_export_is_close_batch_independent_and_quiet(
+    source: Any, cache: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """onnx-int8: min cosine 0.999, rows independent of their batch, root logging untouched."""
+    # The quantizer's module calls logging.basicConfig(level=INFO) when imported: import it
+    # afresh, into an unconfigured root logger, as in an application that logs nothing.
+    monkeypatch.delitem(sys.modules, "onnxruntime.quantization.matmul_nbits_quantizer", False)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", logging.WARNING)
+    capfd.readouterr()
+    model = load_model(LOCATION, lambda: source, required=True, precision="int8", cache=cache)
+    assert capfd.readouterr().err == ""
+    assert root.handlers == [] and root.level == logging.WARNING
+    assert isinstance(model, OnnxModel) and model.precision == "int8"
+    assert model.path == cache_entry(LOCATION, cache, "int8") != cache_entry(LOCATION, cache)
+    got = model.encode(TEXTS)
+    assert _min_cosine(got, source.encode(TEXTS)) >= 0.999
+    alone = np.stack([model.encode(text) for text in TEXTS])
+    np.testing.assert_allclose(got, alone, atol=1e-5)
+
+
+def test_int8_backend_is_chosen_by_name(int8_model: OnnxModel, xdg_cache: Path) -> None:
+    """local_model="onnx-int8" loads the 8-bit export (from the cache here)."""
+    model = LocalModel(profiles.local(), backend="onnx-int8")
+    assert model.backend == "onnx-int8"
+    with EmbeddingClient(profiles.local(), local_model="onnx-int8") as client:
+        assert client.embed(["a text"]).shape == (1, 384)

@@ -80,7 +80,8 @@ class LocalModel:
         device: Torch device; default ``"cpu"``.
         backend: What runs the model it loads: ``"auto"`` (default: ONNX Runtime when the
             ``onnx`` extra is installed and the device is the CPU, else sentence-transformers),
-            ``"onnx"`` (ONNX Runtime or an error) or ``"torch"`` (sentence-transformers).
+            ``"onnx"`` (ONNX Runtime or an error), ``"onnx-int8"`` (the same with 8-bit
+            weights: faster, min cosine 0.999) or ``"torch"`` (sentence-transformers).
     """
 
     def __init__(
@@ -134,14 +135,18 @@ class LocalModel:
                     self._model = load_model(
                         location,
                         lambda: _load_sentence_transformer(name, location, device),
-                        required=self._backend == "onnx",
+                        required=self._backend != "auto",
+                        precision="int8" if self._backend == "onnx-int8" else "fp32",
                     )
             return self._model
 
     @property
     def backend(self) -> str:
-        """What runs the model: ``"onnx"`` or ``"torch"`` (loads the model)."""
-        return "onnx" if type(self.load()).__name__ == "OnnxModel" else "torch"
+        """What runs the model: ``"onnx"``, ``"onnx-int8"`` or ``"torch"`` (loads the model)."""
+        model = self.load()
+        if type(model).__name__ != "OnnxModel":
+            return "torch"
+        return "onnx-int8" if model.precision == "int8" else "onnx"
 
     async def aload(self) -> Any:
         """Async :meth:`load`: the model loads on the worker thread, the event loop runs on."""
@@ -343,7 +348,7 @@ class LocalModel:
         self._executor.shutdown(wait=True)
 
 
-_BACKENDS = ("auto", "onnx", "torch")
+_BACKENDS = ("auto", "onnx", "onnx-int8", "torch")
 
 
 def _backend(model: Any | None, backend: str | None, device: str) -> tuple[str, Any | None]:
@@ -353,9 +358,9 @@ def _backend(model: Any | None, backend: str | None, device: str) -> tuple[str, 
     backend = backend or "auto"
     if backend not in _BACKENDS:
         raise ConfigurationError(
-            f"must be 'auto', 'onnx' or 'torch', got {backend!r}", field="backend"
+            f"must be 'auto', 'onnx', 'onnx-int8' or 'torch', got {backend!r}", field="backend"
         )
-    if backend == "onnx" and device != "cpu":
+    if backend.startswith("onnx") and device != "cpu":
         raise ConfigurationError(
             f"the onnx backend runs on the CPU, not {device!r}", field="backend"
         )
