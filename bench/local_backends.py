@@ -1,7 +1,7 @@
 """Backends of the local profile: sentence-transformers (torch) against ONNX Runtime (issue 16).
 
 Run: ``PYTHONPATH=src .venv/bin/python bench/local_backends.py [--texts 2000] [--repeats 3]
-[--threads 1,2] [--mixed] [--int8]`` (needs the ``onnx`` extra).
+[--threads 1,2] [--mixed] [--dynamic-int8]`` (needs the ``onnx`` extra).
 
 The bundled all-MiniLM-L6-v2 embeds the same deterministic texts (``--texts`` of 40 words, as
 the bench's ``make_texts``; ``--mixed``: 5 to 120 words) with each contender, interleaved in
@@ -15,12 +15,11 @@ each repeat):
   with N ONNX Runtime threads, no spin-waiting, batches of 32 sorted by token count;
 - ``client-st`` / ``client-onnx``: ``EmbeddingClient(profiles.local(), local_model=...)``, the
   product path (batches of 32 in input order on the client's worker thread), default threads;
-- ``int8`` (``--int8``): the export with dynamic int8 weights (per channel), one thread per
-  core: measured to show why it is refused (its min cosine);
-- ``nbits8`` (``--int8``): the export with 8-bit block-quantised weights of the MatMuls outside
-  the fused attention (``MatMulNBits``, blocks of 32, int8 compute with activations quantised
-  per block of each row, so a text's vector does not depend on its batch), one thread per core;
-  ``nbits8-unf``: the same of an export without the fusions (all 36 MatMuls quantised).
+- ``onnx-int8``: the ``onnx-int8`` backend (8-bit block-quantised MatMul weights, int8 compute
+  with each row's activations quantised per block of 32), default threads;
+- ``dyn-int8`` (``--dynamic-int8``): ONNX Runtime's dynamic int8 quantisation of the export (per
+  channel weights, one activation scale per batch), default threads: measured to show why it is
+  not offered (its min cosine).
 
 Reported per contender: median texts/s, the median of its per-repeat ratio to ``st`` at the
 default threads, and the min cosine of its vectors against that contender's on every text
@@ -30,7 +29,6 @@ default threads, and the min cosine of its vectors against that contender's on e
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -48,7 +46,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _scenarios import _WORDS, make_texts
 
 from embedguard import EmbeddingClient, profiles
-from embedguard.core.providers import local_onnx
 from embedguard.core.providers.local import _load_sentence_transformer, _model_location
 from embedguard.core.providers.local_onnx import OnnxModel
 
@@ -91,34 +88,6 @@ def int8_model(model: OnnxModel, work: Path) -> OnnxModel:
     return OnnxModel(work)
 
 
-def nbits_model(model: OnnxModel, work: Path, source: Any | None = None) -> OnnxModel:
-    """A copy of the export with 8-bit block-quantised MatMul weights (MatMulNBits, blocks of 32,
-    int8 compute: accuracy level 4); needs ``onnx-ir``. With ``source``, of a new export of it
-    without the fusions (the attention's MatMuls are then quantised too)."""
-    import onnx
-    from onnxruntime.quantization import QuantFormat
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-    shutil.copytree(model.path, work, dirs_exist_ok=True)
-    graph = model.path / "model.onnx"
-    if source is not None:
-        meta = json.loads((work / "meta.json").read_text())
-        local_onnx._export_graph(source, meta, work, fuse=False)
-        graph = work / "model.onnx"
-    quantizer = MatMulNBitsQuantizer(
-        onnx.load(graph),
-        bits=8,
-        block_size=32,
-        is_symmetric=True,
-        accuracy_level=4,
-        quant_format=QuantFormat.QOperator,
-        op_types_to_quantize=("MatMul",),
-    )
-    quantizer.process()
-    quantizer.model.save_model_to_file(str(work / "model.onnx"))
-    return OnnxModel(work)
-
-
 def contenders(args: argparse.Namespace, work: Path) -> tuple[dict[str, Encode], list[Any]]:
     """The encode function of each contender, and what to close at the end."""
     import torch
@@ -147,10 +116,12 @@ def contenders(args: argparse.Namespace, work: Path) -> tuple[dict[str, Encode],
     ]
     run["client-st"] = clients[0].embed
     run["client-onnx"] = clients[1].embed
-    if args.int8:
-        run["int8"] = int8_model(onnx, work / "int8").encode
-        run["nbits8"] = nbits_model(onnx, work / "nbits8").encode
-        run["nbits8-unf"] = nbits_model(onnx, work / "nbits8-unf", st).encode
+    started = time.perf_counter()
+    onnx_int8 = OnnxModel.load(name, precision="int8")
+    print(f"OnnxModel.load int8 (export or cache): {time.perf_counter() - started:.1f} s")
+    run["onnx-int8"] = onnx_int8.encode
+    if args.dynamic_int8:
+        run["dyn-int8"] = int8_model(onnx, work / "int8").encode
     return run, clients
 
 
@@ -160,7 +131,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", default="1,2", help="thread counts to try, e.g. 1,2")
     parser.add_argument("--mixed", action="store_true", help="texts of 5 to 120 words")
-    parser.add_argument("--int8", action="store_true", help="add the int8 and nbits8 exports")
+    parser.add_argument(
+        "--dynamic-int8", action="store_true", help="add ONNX Runtime's dynamic int8 (refused)"
+    )
     args = parser.parse_args()
     args.threads = [int(t) for t in args.threads.split(",")]
     texts = mixed_texts(args.texts) if args.mixed else make_texts(args.texts)

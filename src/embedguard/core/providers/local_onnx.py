@@ -343,7 +343,7 @@ def _describe(source: Any) -> dict[str, Any]:
     }
 
 
-def _export_graph(source: Any, meta: dict[str, Any], work: Path, *, fuse: bool = True) -> None:
+def _export_graph(source: Any, meta: dict[str, Any], work: Path) -> None:
     """Write ``work/model.onnx``: transformer, pooling, normalization; fused for ONNX Runtime."""
     torch = require("torch", "local")
     transformer = source[0].auto_model
@@ -392,8 +392,6 @@ def _export_graph(source: Any, meta: dict[str, Any], work: Path, *, fuse: bool =
             setter(attention)
     config = transformer.config
     try:
-        if not fuse:
-            raise ExportError("not asked for")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             optimizer = importlib.import_module("onnxruntime.transformers.optimizer")
