@@ -13,7 +13,7 @@ import pytest
 
 from embedguard import ConfigurationError, EmbeddingClient, profiles
 from embedguard._extras import MissingExtraError
-from embedguard.core.providers import local_onnx
+from embedguard.core.providers import _onnx_export, local_onnx
 from embedguard.core.providers.local import LocalModel, _backend, _model_location
 from embedguard.core.providers.local_onnx import OnnxModel, cache_entry, load_model
 
@@ -224,8 +224,8 @@ def test_an_export_that_differs_is_refused(
     source: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The probe check refuses an export whose vectors differ (here: CLS instead of mean)."""
-    real = local_onnx._describe
-    monkeypatch.setattr(local_onnx, "_describe", lambda s: {**real(s), "pooling": "cls"})
+    real = _onnx_export.describe
+    monkeypatch.setattr(_onnx_export, "describe", lambda s: {**real(s), "pooling": "cls"})
     with pytest.raises(local_onnx.ExportError, match="min cosine"):
         OnnxModel.export(source, tmp_path / "entry")
     assert not (tmp_path / "entry").exists()

@@ -8,10 +8,11 @@ against the sentence-transformers model on probe texts (a long one, an empty one
 a cosine below 0.9999 for any of them, and the export is not kept.
 
 ``precision="int8"`` (backend ``"onnx-int8"``) also stores the MatMul weights outside the fused
-attention as 8-bit blocks (see :func:`_quantize`; needs ``onnx-ir``); its bar is 0.999. Measured
-on 2,000 texts (``bench/local_backends.py``): min cosine 0.9996 against sentence-transformers,
-and about 1.15x the fp32 export's throughput. ONNX Runtime's dynamic int8 quantisation is not
-offered: faster still, but a min cosine of 0.98 (the bar is 0.99).
+attention as 8-bit blocks (``_onnx_export.quantize``; needs ``onnx-ir``); its bar is 0.999.
+Measured on 2,000 texts of 40 words (``bench/local_backends.py``, 2 shared cores): the fp32
+export gives 1.2-1.6x sentence-transformers' texts/s, the int8 one 1.7-2.0x at a min cosine of
+0.9996. ONNX Runtime's dynamic int8 quantisation is not offered: 2.3-3.1x, but a min cosine of
+0.98 (the bar is 0.99) and vectors that depend on the batch (one activation scale per batch).
 
 The export is cached in ``$XDG_CACHE_HOME/embedguard/onnx`` (default ``~/.cache``), keyed by the
 model's location, its files (names, sizes, modification times) and the versions of torch,
@@ -21,7 +22,9 @@ keyed by its name.
 
 Texts run sorted by token count, in batches padded to their longest text, on an ONNX Runtime
 session with one thread per available core and no spin-waiting (on a loaded machine, threads
-that spin for work take the cores the other threads need).
+that spin for work take the cores the other threads need: 30 against 40 texts/s, 2 threads).
+One thread was as fast or faster while the 2-core machine ran at a load above 3, two threads
+1.5x faster at a load of 2: ``OnnxModel.load(..., threads=1)`` for a busy host.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ import os
 import re
 import shutil
 import tempfile
-import warnings
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -45,29 +47,16 @@ import numpy as np
 
 from ..._extras import MissingExtraError, require
 from ..errors import ConfigurationError
+from . import _onnx_export as _export
+from ._onnx_export import FORMAT, ExportError
 
 __all__ = ["OnnxModel", "cache_dir", "load_model"]
 
 _log = logging.getLogger("embedguard.local")
 
-FORMAT = 1  # bump when the export changes: entries of another format are not read
-PRECISIONS = ("fp32", "int8")
 _MIN_COSINE = {"fp32": 0.9999, "int8": 0.999}  # the check's bar on the probe texts
 _MAX_BATCH_TOKENS = 8192  # padded tokens per forward pass (bounds the attention's memory)
-_PROBES = (
-    "The cat sat on the mat.",
-    "",
-    "  Leading and trailing spaces, UPPER case and digits 12345.  ",
-    "Ünïcödé àccents, an emoji 🙂 and CJK 漢字テキスト.",
-    "short",
-    "A much longer text, far over the model's limit, so the truncation is checked too. " * 40,
-)
-_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _VERSIONED = ("torch", "transformers", "sentence-transformers", "onnx", "onnxruntime")
-
-
-class ExportError(Exception):
-    """The model cannot be exported faithfully; the message says why."""
 
 
 def cache_dir() -> Path:
@@ -195,14 +184,14 @@ class OnnxModel:
         directory.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".export-", dir=directory.parent))
         try:
-            meta = {**_describe(source), "precision": precision}
-            _export_graph(source, meta, work)
+            meta = {**_export.describe(source), "precision": precision}
+            _export.export_graph(source, meta, work)
             source.tokenizer.save_pretrained(str(work))
             (work / "meta.json").write_text(json.dumps(meta, indent=1))
             if precision == "int8":
-                _quantize(work / "model.onnx")
+                _export.quantize(work / "model.onnx")
             model = cls(work, threads=threads)
-            _check(source, model, _MIN_COSINE[precision])
+            _export.check(source, model, _MIN_COSINE[precision])
             try:
                 work.rename(directory)
             except OSError:  # another process or client stored the same export first
@@ -317,143 +306,3 @@ def _cores() -> int:
     """The cores this process may run on."""
     affinity = getattr(os, "sched_getaffinity", None)
     return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
-
-
-def _describe(source: Any) -> dict[str, Any]:
-    """What the export needs to know of the model; refuses what it cannot reproduce."""
-    kinds = [type(module).__name__ for module in source]
-    if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
-        raise ExportError(f"modules {kinds}, expected Transformer, Pooling[, Normalize]")
-    transformer, pooling = source[0], source[1]
-    mode = pooling.pooling_mode if hasattr(pooling, "pooling_mode") else None
-    if mode not in ("mean", "cls", ("mean",), ("cls",)) or not pooling.include_prompt:
-        raise ExportError(f"pooling {mode!r}, expected mean or cls")
-    if getattr(transformer, "do_lower_case", False) or source.default_prompt_name:
-        raise ExportError("the model lowercases or prompts its texts")
-    inputs = [n for n in _INPUTS if n in source.tokenizer.model_input_names]
-    if "attention_mask" not in inputs or not source.tokenizer.is_fast:
-        raise ExportError("the tokenizer is not a fast tokenizer with an attention mask")
-    return {
-        "format": FORMAT,
-        "pooling": mode if isinstance(mode, str) else mode[0],
-        "normalize": len(kinds) == 3,
-        "max_seq_length": int(source.max_seq_length),
-        "dimensions": int(source.get_embedding_dimension()),
-        "inputs": inputs,
-    }
-
-
-def _export_graph(source: Any, meta: dict[str, Any], work: Path) -> None:
-    """Write ``work/model.onnx``: transformer, pooling, normalization; fused for ONNX Runtime."""
-    torch = require("torch", "local")
-    transformer = source[0].auto_model
-    names: list[str] = meta["inputs"]
-
-    class Pooled(torch.nn.Module):  # type: ignore[misc, name-defined]
-        def __init__(self) -> None:
-            super().__init__()
-            self.transformer = transformer
-
-        def forward(self, *args: Any) -> Any:
-            features = dict(zip(names, args, strict=True))
-            hidden = self.transformer(**features).last_hidden_state
-            if meta["pooling"] == "cls":
-                pooled = hidden[:, 0]
-            else:
-                mask = features["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            if meta["normalize"]:
-                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-            return pooled
-
-    sample = source.tokenizer(["a probe", "a longer probe text"], padding=True, return_tensors="pt")
-    dynamic = {name: {0: "batch", 1: "tokens"} for name in names}
-    # The fusions recognise the eager attention's graph (not the SDPA kernel's): export that one.
-    attention = getattr(transformer.config, "_attn_implementation", None)
-    setter = getattr(transformer, "set_attn_implementation", None)
-    raw = work / "raw.onnx"
-    try:
-        if setter is not None and attention not in (None, "eager"):
-            setter("eager")
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the tracer's and the legacy exporter's warnings
-            torch.onnx.export(
-                Pooled().eval(),
-                tuple(sample[name] for name in names),
-                str(raw),
-                input_names=names,
-                output_names=["embedding"],
-                dynamic_axes={**dynamic, "embedding": {0: "batch"}},
-                opset_version=17,
-                dynamo=False,  # the TorchScript exporter: its graph is what the fusions know
-            )
-    finally:
-        if setter is not None and attention not in (None, "eager"):
-            setter(attention)
-    config = transformer.config
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            optimizer = importlib.import_module("onnxruntime.transformers.optimizer")
-            fused = optimizer.optimize_model(
-                str(raw),
-                model_type="bert",
-                num_heads=config.num_attention_heads,
-                hidden_size=config.hidden_size,
-                opt_level=0,  # graph fusions only; the session applies its own at load
-            )
-            fused.save_model_to_file(str(work / "model.onnx"))
-        raw.unlink()
-    except Exception as exc:  # unfused is slower but as faithful: the check below decides
-        _log.info("ONNX fusions skipped (%s)", exc)
-        raw.rename(work / "model.onnx")
-
-
-def _check(source: Any, model: OnnxModel, min_cosine: float) -> None:
-    """Refuse an export whose vectors differ from the source model's on the probe texts."""
-    probes = list(_PROBES)
-    expected = source.encode(
-        probes, batch_size=len(probes), convert_to_numpy=True, show_progress_bar=False
-    )
-    got = model.encode(probes, batch_size=2)  # several passes, with padding
-    cosine = (expected * got).sum(1) / (
-        np.linalg.norm(expected, axis=1) * np.linalg.norm(got, axis=1)
-    )
-    if got.shape != expected.shape or not np.isfinite(cosine).all():
-        raise ExportError(f"the export gives shape {got.shape}, expected {expected.shape}")
-    if cosine.min() < min_cosine:
-        raise ExportError(f"the export's vectors differ (min cosine {cosine.min():.5f})")
-
-
-def _quantize(path: Path) -> None:
-    """Rewrite the graph at ``path`` with 8-bit MatMul weights in blocks of 32 (``MatMulNBits``).
-
-    The weights outside the fused attention are stored as int8 with one scale per 32 values, and
-    the products run in int8 with each row's activations quantised per block of 32 (accuracy
-    level 4): a text's vector does not depend on the other texts of its batch, unlike ONNX
-    Runtime's dynamic quantisation (one scale per batch), which also loses more (min cosine 0.98).
-    """
-    onnx = require("onnx", "onnx")
-    root = logging.getLogger()
-    level, handlers = root.level, root.handlers[:]
-    try:
-        nbits = importlib.import_module("onnxruntime.quantization.matmul_nbits_quantizer")
-    finally:  # importing it calls logging.basicConfig(level=INFO): the application's to set
-        root.setLevel(level)
-        root.handlers[:] = handlers
-    chatty = logging.getLogger(nbits.__name__)
-    before = chatty.level
-    chatty.setLevel(logging.WARNING)  # an INFO line for every node it leaves alone
-    try:
-        quantizer = nbits.MatMulNBitsQuantizer(
-            onnx.load(str(path)),
-            bits=8,
-            block_size=32,
-            is_symmetric=True,
-            accuracy_level=4,
-            op_types_to_quantize=("MatMul",),
-        )
-        quantizer.process()
-        quantizer.model.save_model_to_file(str(path))
-    finally:
-        chatty.setLevel(before)
