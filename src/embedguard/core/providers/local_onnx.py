@@ -9,10 +9,10 @@ a cosine below 0.9999 for any of them, and the export is not kept.
 
 ``precision="int8"`` (backend ``"onnx-int8"``) also stores the MatMul weights outside the fused
 attention as 8-bit blocks (``_onnx_export.quantize``; needs ``onnx-ir``); its bar is 0.999.
-Measured on 2,000 texts of 40 words (``bench/local_backends.py``, 2 shared cores): the fp32
-export gives 1.2-1.6x sentence-transformers' texts/s, the int8 one 1.7-2.0x at a min cosine of
-0.9996. ONNX Runtime's dynamic int8 quantisation is not offered: 2.3-3.1x, but a min cosine of
-0.98 (the bar is 0.99) and vectors that depend on the batch (one activation scale per batch).
+Measured on texts of 40 words (``bench/local_backends.md``, 2 shared cores): the fp32 export
+gives 1.2-1.9x sentence-transformers' texts/s, the int8 one 1.4-2.1x at a min cosine of 0.9996.
+ONNX Runtime's dynamic int8 quantisation is not offered: 2.3-3.5x, but a min cosine of 0.98 (the
+bar is 0.99) and vectors that depend on the batch (one activation scale per batch).
 
 The export is cached in ``$XDG_CACHE_HOME/embedguard/onnx`` (default ``~/.cache``), keyed by the
 model's location, its files (names, sizes, modification times) and the versions of torch,
