@@ -74,12 +74,23 @@ class LocalModel:
 
     Args:
         profile: A ``local`` profile; ``profile.model`` names the model (see module docstring).
-        model: An already loaded ``SentenceTransformer`` to use instead of loading one.
+        model: An already loaded ``SentenceTransformer`` (or
+            :class:`~embedguard.core.providers.local_onnx.OnnxModel`) to use instead of loading
+            one; or the name of a backend, as ``backend``.
         device: Torch device; default ``"cpu"``.
+        backend: What runs the model it loads: ``"auto"`` (default: ONNX Runtime when the
+            ``onnx`` extra is installed and the device is the CPU, else sentence-transformers),
+            ``"onnx"`` (ONNX Runtime or an error), ``"onnx-int8"`` (the same with 8-bit
+            weights: faster, min cosine 0.999) or ``"torch"`` (sentence-transformers).
     """
 
     def __init__(
-        self, profile: ProviderProfile, *, model: Any | None = None, device: str = "cpu"
+        self,
+        profile: ProviderProfile,
+        *,
+        model: Any | None = None,
+        device: str = "cpu",
+        backend: str | None = None,
     ) -> None:
         if profile.provider != "local":
             raise ConfigurationError("LocalModel needs a 'local' profile", field="provider")
@@ -87,7 +98,7 @@ class LocalModel:
         self.url = f"local://{profile.model}"
         self._profile = profile
         self._device = device
-        self._model = model
+        self._backend, self._model = _backend(model, backend, device)
         self._counter: TokenizerCounter | None = None
         self._batching: BatchPolicy | None = None
         self._load_lock = threading.Lock()
@@ -95,7 +106,10 @@ class LocalModel:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedguard-local")
 
     def __repr__(self) -> str:
-        return f"LocalModel(model={self._profile.model!r}, device={self._device!r})"
+        return (
+            f"LocalModel(model={self._profile.model!r}, device={self._device!r}, "
+            f"backend={self._backend!r})"
+        )
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -111,21 +125,28 @@ class LocalModel:
         """Load the model now (it is otherwise loaded on the first call); returns it."""
         with self._load_lock:
             if self._model is None:
-                st = require("sentence_transformers", "local")
-                location = _model_location(self._profile.model)
-                try:
-                    with _quiet_loading():
-                        self._model = st.SentenceTransformer(
-                            location, device=self._device, local_files_only=True
-                        )
-                except OSError:
-                    raise ConfigurationError(
-                        f"cannot load local model {self._profile.model!r}: it is not the bundled "
-                        "all-MiniLM-L6-v2, not a model directory, and not in the local "
-                        "sentence-transformers cache (models are never downloaded)",
-                        field="model",
-                    ) from None
+                name, device = self._profile.model, self._device
+                location = _model_location(name)
+                if self._backend == "torch":
+                    self._model = _load_sentence_transformer(name, location, device)
+                else:  # ONNX Runtime when it can be had, else sentence-transformers
+                    from .local_onnx import load_model
+
+                    self._model = load_model(
+                        location,
+                        lambda: _load_sentence_transformer(name, location, device),
+                        required=self._backend != "auto",
+                        precision="int8" if self._backend == "onnx-int8" else "fp32",
+                    )
             return self._model
+
+    @property
+    def backend(self) -> str:
+        """What runs the model: ``"onnx"``, ``"onnx-int8"`` or ``"torch"`` (loads the model)."""
+        model = self.load()
+        if type(model).__name__ != "OnnxModel":
+            return "torch"
+        return "onnx-int8" if model.precision == "int8" else "onnx"
 
     async def aload(self) -> Any:
         """Async :meth:`load`: the model loads on the worker thread, the event loop runs on."""
@@ -325,6 +346,40 @@ class LocalModel:
     def close(self) -> None:
         """Stop the worker thread."""
         self._executor.shutdown(wait=True)
+
+
+_BACKENDS = ("auto", "onnx", "onnx-int8", "torch")
+
+
+def _backend(model: Any | None, backend: str | None, device: str) -> tuple[str, Any | None]:
+    """The backend to load a model with, and the model given (``None`` when a name was)."""
+    if isinstance(model, str):
+        model, backend = None, backend or model
+    backend = backend or "auto"
+    if backend not in _BACKENDS:
+        raise ConfigurationError(
+            f"must be 'auto', 'onnx', 'onnx-int8' or 'torch', got {backend!r}", field="backend"
+        )
+    if backend.startswith("onnx") and device != "cpu":
+        raise ConfigurationError(
+            f"the onnx backend runs on the CPU, not {device!r}", field="backend"
+        )
+    return ("torch" if device != "cpu" else backend), model
+
+
+def _load_sentence_transformer(name: str, location: str, device: str) -> Any:
+    """Load ``location`` with sentence-transformers, offline; an unknown model is named."""
+    st = require("sentence_transformers", "local")
+    try:
+        with _quiet_loading():
+            return st.SentenceTransformer(location, device=device, local_files_only=True)
+    except OSError:
+        raise ConfigurationError(
+            f"cannot load local model {name!r}: it is not the bundled all-MiniLM-L6-v2, not a "
+            "model directory, and not in the local sentence-transformers cache (models are "
+            "never downloaded)",
+            field="model",
+        ) from None
 
 
 @contextmanager
