@@ -90,7 +90,7 @@ def test_extra_order_does_not_matter() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"kind": "passage"}, "cache.kind"),
+        ({"kind": ""}, "cache.kind"),
         ({"dimensions": 0}, "cache.dimensions"),
         ({"extra": (("a", 1),)}, "cache.extra"),
         ({"model": None}, "cache.model"),

@@ -78,7 +78,8 @@ class CacheNamespace:
         model: The model name.
         dimensions: The requested output size; ``None`` for the model's native size.
         dtype: The stored element type.
-        kind: ``"document"`` or ``"query"`` (some models embed them differently).
+        kind: ``"document"``, ``"query"`` (some models embed them differently) or a provider's
+            input type given per call.
         extra: Other request fields that change vectors, as ``(key, value)`` strings; stored
             sorted, so the order given does not matter.
     """
@@ -95,9 +96,11 @@ class CacheNamespace:
         for name in ("provider", "model", "dtype"):
             if not isinstance(getattr(self, name), str):
                 raise ConfigurationError("must be a str", field=f"cache.{name}")
-        if self.kind not in _KINDS:
+        if not isinstance(self.kind, str) or not self.kind:
             raise ConfigurationError(
-                f"must be one of {_KINDS}, got {self.kind!r}", field="cache.kind"
+                f"must be {_KINDS[0]!r}, {_KINDS[1]!r} or a provider's input type, got "
+                f"{self.kind!r}",
+                field="cache.kind",
             )
         dims = self.dimensions
         if dims is not None and (type(dims) is not int or dims < 1):
@@ -126,16 +129,31 @@ class CacheNamespace:
         """The namespace of a profile's vectors.
 
         ``extra_body`` fields are included with JSON-typed values (``1``, ``"1"`` and ``true``
-        differ), as are the Azure deployment and, when given, the resolved ``endpoint``: two
-        servers may serve different weights under one model name.
+        differ; nested keys in any order are equal), as are the Azure deployment, the input
+        type and prefix the profile sets for ``kind``, and, when given, the resolved
+        ``endpoint``: two servers may serve different weights under one model name. The
+        profile's ``dtype`` is the namespace's.
         """
-        extra = [(f"body.{k}", json.dumps(v)) for k, v in profile.extra_body.items()]
+        extra = [
+            (f"body.{k}", json.dumps(v, sort_keys=True)) for k, v in profile.extra_body.items()
+        ]
+        chosen = {"query": profile.query_input_type, "document": profile.document_input_type}
+        prefix = {"query": profile.query_prefix, "document": profile.document_prefix}
+        if chosen.get(kind):
+            extra.append(("input_type", str(chosen[kind])))
+        if prefix.get(kind):
+            extra.append(("prefix", str(prefix[kind])))
         if profile.deployment:
             extra.append(("deployment", profile.deployment))
         if endpoint:
             extra.append(("endpoint", endpoint))
         return cls(
-            profile.provider, profile.model, profile.dimensions, kind=kind, extra=tuple(extra)
+            profile.provider,
+            profile.model,
+            profile.dimensions,
+            dtype=profile.dtype,
+            kind=kind,
+            extra=tuple(extra),
         )
 
     def key(self, text: str) -> bytes:

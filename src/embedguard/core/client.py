@@ -148,6 +148,7 @@ class EmbeddingClient:
         chain = [f if isinstance(f, tuple) else (f, None) for f in fallbacks]
         if not allow_mixed_models:
             check_same_space(profile, [p for p, _ in chain])
+        _check_dtype(profile, [p for p, _ in chain], context_policy)
         self._profile = profile
         self._context_policy: ContextPolicy = context_policy
         self._empty_policy: EmptyPolicy = empty
@@ -222,8 +223,10 @@ class EmbeddingClient:
 
     @property
     def dimensions(self) -> int | None:
-        """The vector size: the profile's, or learned from the first response."""
-        return self._primary.dimensions
+        """The vector size: the profile's, or learned from the first response (for the
+        ``binary``/``ubinary`` dtypes: in bits, eight per byte of a returned row)."""
+        width = self._primary.dimensions
+        return width * 8 if width is not None and self._profile.dtype in _BITS else width
 
     @property
     def rate_limit_status(self) -> RateLimitInfo | None:
@@ -270,20 +273,47 @@ class EmbeddingClient:
         )
 
     # -- sync ----------------------------------------------------------------------------------
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts``; returns a float32 array of shape ``(len(texts), dimensions)``."""
-        return self._embed(texts, "document")
+    def embed(self, texts: Sequence[str], *, input_type: str | None = None) -> np.ndarray:
+        """Embed ``texts`` as documents; returns an array of shape ``(len(texts), dimensions)``.
+
+        float32 unless the profile asks for a compact ``dtype`` (``binary``/``ubinary`` rows are
+        ``dimensions / 8`` packed bytes). Providers that take an input type get the profile's
+        document type (e.g. Cohere's ``search_document``), and the profile's
+        ``document_prefix`` goes before each text on the wire.
+
+        Args:
+            texts: The texts, in order; one row comes back per text.
+            input_type: The provider's own input type for this call instead (e.g. Cohere's
+                ``"classification"``, Gemini's ``"SEMANTIC_SIMILARITY"``), sent as is;
+                no prefix is added. Cached apart from documents and queries.
+        """
+        return self._embed(texts, _kind(input_type, "document"))
 
     def _embed(self, texts: Sequence[str], kind: str) -> np.ndarray:
         plan = self._plan(texts)
         if not plan.units:
-            return self._empty(plan)
-        return self._calls.run(plan, kind)
+            return self._cast(self._empty(plan))
+        return self._cast(self._calls.run(plan, kind))
 
-    def embed_query(self, text: str) -> np.ndarray:
-        """Embed one text; returns a float32 vector."""
-        vector: np.ndarray = self._embed(_single(text), "query")[0]
+    def embed_query(self, text: str, *, input_type: str | None = None) -> np.ndarray:
+        """Embed one search query; returns one vector (float32 unless the profile's ``dtype``
+        says otherwise).
+
+        Sends the provider's query input type (e.g. ``search_query``, ``RETRIEVAL_QUERY``) and
+        the profile's ``query_prefix``; ``input_type`` sends the provider's own type instead.
+        """
+        vector: np.ndarray = self._embed(_single(text), _kind(input_type, "query"))[0]
         return vector
+
+    def _cast(self, vectors: np.ndarray) -> np.ndarray:
+        dtype = _DTYPES.get(self._profile.dtype)
+        if dtype is None:
+            return vectors
+        if np.isnan(vectors).any():  # "skip" rows: a compact type has no NaN
+            raise errors.ConfigurationError(
+                f"empty='skip' needs float vectors, not {self._profile.dtype}", field="empty"
+            )
+        return vectors.astype(dtype)
 
     def embed_iter(
         self, texts: Iterable[str], *, chunk_size: int | None = None, window: int = 2
@@ -336,21 +366,21 @@ class EmbeddingClient:
         self.close()
 
     # -- async ---------------------------------------------------------------------------------
-    async def aembed(self, texts: Sequence[str]) -> np.ndarray:
+    async def aembed(self, texts: Sequence[str], *, input_type: str | None = None) -> np.ndarray:
         """Async :meth:`embed`: batches run concurrently, bounded by the profile's pool size."""
-        return await self._aembed(texts, "document")
+        return await self._aembed(texts, _kind(input_type, "document"))
 
     async def _aembed(self, texts: Sequence[str], kind: str) -> np.ndarray:
         if self._local is not None and not self._local.loaded and texts:
             await self._local.aload()  # planning reads the model's tokenizer: load it off the loop
         plan = self._plan(texts)
         if not plan.units:
-            return self._empty(plan)
-        return await self._calls.arun(plan, kind)
+            return self._cast(self._empty(plan))
+        return self._cast(await self._calls.arun(plan, kind))
 
-    async def aembed_query(self, text: str) -> np.ndarray:
+    async def aembed_query(self, text: str, *, input_type: str | None = None) -> np.ndarray:
         """Async :meth:`embed_query`."""
-        vector: np.ndarray = (await self._aembed(_single(text), "query"))[0]
+        vector: np.ndarray = (await self._aembed(_single(text), _kind(input_type, "query")))[0]
         return vector
 
     async def aembed_iter(
@@ -425,6 +455,45 @@ class EmbeddingClient:
         local = self._local if plan.blank else None  # no need to load a model for [] alone
         d = self._primary.dimensions or (local.dimensions if local else None)
         return plan.assemble_nothing_sent(d, provider=self._profile.name)
+
+
+_BITS = ("binary", "ubinary")
+_DTYPES = {"int8": np.int8, "uint8": np.uint8, "binary": np.int8, "ubinary": np.uint8}
+
+
+def _kind(input_type: str | None, default: str) -> str:
+    if input_type is None:
+        return default
+    if not isinstance(input_type, str) or not input_type.strip():
+        raise errors.InputValidationError(
+            f"input_type must be a non-empty string, got {input_type!r}"
+        )
+    return input_type
+
+
+def _check_dtype(
+    profile: ProviderProfile, fallbacks: Sequence[ProviderProfile], context_policy: str
+) -> None:
+    """A compact dtype needs the same dtype on every fallback and whole, unaveraged texts."""
+    for i, other in enumerate(fallbacks):
+        if other.dtype != profile.dtype:
+            raise errors.ConfigurationError(
+                f"fallback {other.name!r} returns {other.dtype} vectors, but {profile.name!r} "
+                f"returns {profile.dtype}",
+                field=f"fallbacks[{i}]",
+            )
+    if profile.dtype != "float32" and context_policy == "chunk":
+        raise errors.ConfigurationError(
+            f"context_policy='chunk' averages vectors, which {profile.dtype} vectors cannot be; "
+            "use 'truncate' or 'error'",
+            field="context_policy",
+        )
+    if profile.dtype in _BITS and profile.dimensions is not None and profile.dimensions % 8:
+        raise errors.ConfigurationError(
+            f"{profile.dtype} vectors pack 8 dimensions per byte; {profile.dimensions} is not a "
+            "multiple of 8",
+            field="dimensions",
+        )
 
 
 def _release_pools(endpoints: list[Endpoint]) -> None:

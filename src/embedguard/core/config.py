@@ -65,10 +65,28 @@ __all__ = [
     "RateLimit",
     "RetryPolicy",
     "Timeouts",
+    "VectorDtype",
 ]
 
-ProviderKind = Literal["openai", "azure", "mistral", "ollama", "openai_compatible", "local"]
+ProviderKind = Literal[
+    "openai",
+    "azure",
+    "mistral",
+    "ollama",
+    "openai_compatible",
+    "cohere",
+    "voyage",
+    "gemini",
+    "bedrock",
+    "tei",
+    "local",
+]
 """The wire format (or in-process runtime) a profile talks to."""
+
+VectorDtype = Literal["float32", "int8", "uint8", "binary", "ubinary"]
+"""What :meth:`~embedguard.EmbeddingClient.embed` returns: float32 vectors, or a provider's compact
+type: ``int8``/``uint8`` (one value per dimension) or ``binary``/``ubinary`` (one bit per
+dimension, packed 8 per byte as int8/uint8, most significant bit first)."""
 
 _ENV_PREFIX = "EMBEDGUARD_"
 
@@ -249,7 +267,8 @@ class ProviderProfile(_Frozen):
 
     Args:
         provider: The wire format: ``openai``, ``azure``, ``mistral``, ``ollama``,
-            ``openai_compatible`` (vLLM, LM Studio, llama.cpp, TEI, LocalAI...) or ``local``.
+            ``openai_compatible`` (vLLM, LM Studio, llama.cpp, LocalAI...), ``cohere``,
+            ``voyage``, ``gemini``, ``bedrock``, ``tei`` (Text Embeddings Inference) or ``local``.
         model: The model name sent to the provider (any name for compatible servers). For Azure's
             deployment URL form it is the model behind the deployment (used for pricing).
         name: A label for metrics, logs and errors; defaults to ``provider``.
@@ -273,6 +292,17 @@ class ProviderProfile(_Frozen):
         compression: Gzip request bodies (off unless enabled; see :class:`CompressionPolicy`).
         metrics: Record metrics (``False`` turns the collector into a no-op).
         price_per_million_tokens: USD per 1M input tokens; ``None`` uses the built-in price table.
+        query_input_type: What ``embed_query`` sends as the provider's input type (e.g.
+            Cohere's ``search_query``); ``None`` uses the provider's query type, where it has one.
+        document_input_type: The same for ``embed`` / ``embed_documents`` (e.g.
+            ``search_document``).
+        query_prefix: Text put before every query on the wire, for models that take instruction
+            prefixes instead of an input type (nomic-embed-text's ``"search_query: "``, E5's
+            ``"query: "``). The cache keys the text as given, apart from documents.
+        document_prefix: The same for documents (``"search_document: "``, ``"passage: "``).
+        dtype: ``float32`` (the default), or a compact type the provider returns (see
+            :data:`VectorDtype`); a provider that cannot return it is a configuration error.
+        region: The cloud region (Bedrock); ``None`` reads the provider's usual settings.
 
     Settings are layered: a provider's built-in profile is the base, and :meth:`evolve`,
     :meth:`from_dict`, :meth:`from_toml`, :meth:`from_env` and the ``profiles.*`` functions
@@ -306,6 +336,12 @@ class ProviderProfile(_Frozen):
     compression: CompressionPolicy = CompressionPolicy()
     metrics: bool = True
     price_per_million_tokens: float | None = Field(None, ge=0)
+    query_input_type: str | None = Field(None, min_length=1)
+    document_input_type: str | None = Field(None, min_length=1)
+    query_prefix: str = ""
+    document_prefix: str = ""
+    dtype: VectorDtype = "float32"
+    region: str | None = Field(None, min_length=1)
 
     _origins: dict[str, str] | None = PrivateAttr(None)  # dotted name -> where it came from
     _base: str | None = PrivateAttr(None)  # the built-in profile the layers apply to

@@ -134,11 +134,13 @@ class Batch:
         units: Indices into :attr:`Plan.units`, ascending and consecutive.
         texts: The texts to send, in the same order as ``units``.
         tokens: Estimated tokens of the whole batch.
+        kind: ``"document"``, ``"query"`` or a provider's input type given per call.
     """
 
     units: tuple[int, ...]
     texts: tuple[str, ...]
     tokens: int
+    kind: str = "document"
 
     def __repr__(self) -> str:
         # Never print the texts: they may be large or private.
@@ -404,6 +406,7 @@ def split_units(
     *,
     concurrency: int = 1,
     min_batch_inputs: int = 32,
+    kind: str = "document",
 ) -> list[Batch]:
     """Cut distinct texts, in order, into balanced batches within the request limits.
 
@@ -450,7 +453,12 @@ def split_units(
         by_tokens = int(np.searchsorted(cum, cum[start] + cap, side="right")) - 1
         end = max(start + 1, min(start + size, by_tokens))
         batches.append(
-            Batch(tuple(range(start, end)), tuple(units[start:end]), int(cum[end] - cum[start]))
+            Batch(
+                tuple(range(start, end)),
+                tuple(units[start:end]),
+                int(cum[end] - cum[start]),
+                kind,
+            )
         )
         start = end
     return batches

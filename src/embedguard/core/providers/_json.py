@@ -33,7 +33,7 @@ import pybase64
 from pydantic import SecretStr
 
 from embedguard.core.config import ProviderProfile
-from embedguard.core.errors import InputValidationError
+from embedguard.core.errors import ConfigurationError, InputValidationError
 
 from ._codec import user_agent
 from ._errors import error_from_response
@@ -297,7 +297,12 @@ class JsonCodec:
     """
 
     provider: ClassVar[str] = "openai"
-    __slots__ = ("_fields", "_headers", "_key", "model", "name", "url")
+    input_types: ClassVar[Mapping[str, str]] = {}
+    """The provider's input type for ``"query"`` and ``"document"`` (empty: it has none)."""
+    dtypes: ClassVar[frozenset[str]] = frozenset({"float32"})
+    """The :data:`~embedguard.core.config.VectorDtype` values the provider can return."""
+    __slots__ = ("_fields", "_headers", "_key", "_kinds", "_prefixes", "dtype", "model", "name",
+                 "url")  # fmt: skip
 
     def __init__(
         self,
@@ -312,6 +317,22 @@ class JsonCodec:
         self.model: str = profile.model
         self.url: str = url
         self._key = key
+        if profile.dtype not in self.dtypes:
+            offered = ", ".join(sorted(self.dtypes))
+            raise ConfigurationError(
+                f"the {profile.provider} provider returns {offered} vectors, not {profile.dtype}",
+                field="dtype",
+                provider=profile.name,
+            )
+        self.dtype: str = profile.dtype
+        # kind -> the input type sent: the profile's choice, else the provider's own.
+        kinds = dict(self.input_types)
+        if profile.query_input_type is not None:
+            kinds["query"] = profile.query_input_type
+        if profile.document_input_type is not None:
+            kinds["document"] = profile.document_input_type
+        self._kinds: dict[str, str] = kinds
+        self._prefixes = {"query": profile.query_prefix, "document": profile.document_prefix}
         # extra_body comes last so a caller can override any field the codec sets itself.
         self._fields: dict[str, Any] = {**fields, **profile.extra_body}
         self._headers: dict[str, str] = {
@@ -336,8 +357,11 @@ class JsonCodec:
     def _secrets(self) -> tuple[str | None, ...]:
         return (self._key.get_secret_value() if self._key else None,)
 
-    def build_request(self, texts: Sequence[str]) -> HttpRequest:
-        """Describe the POST that embeds ``texts`` (raw strings, in order).
+    def build_request(self, texts: Sequence[str], kind: str = "document") -> HttpRequest:
+        """Describe the POST that embeds ``texts`` (raw strings, in order) as ``kind``.
+
+        The profile's ``query_prefix`` / ``document_prefix`` goes before each text, and the
+        body carries :meth:`input_type` where the provider takes one (see :meth:`_body`).
 
         Raises:
             InputValidationError: An item is not a ``str`` (token ids are never sent).
@@ -348,9 +372,24 @@ class JsonCodec:
                 raise InputValidationError(
                     f"expected str, got {type(text).__name__}", index=index, provider=self.name
                 )
-        body = orjson.dumps({"input": inputs, **self._fields})
+        prefix = self._prefixes.get(kind)
+        if prefix:
+            inputs = [prefix + text for text in inputs]
+        body = orjson.dumps(self._body(inputs, self.input_type(kind)))
         headers = {**self._headers, **self._auth_headers()}
         return HttpRequest(method="POST", url=self.url, headers=headers, body=body)
+
+    def input_type(self, kind: str) -> str | None:
+        """The input type sent for ``kind``: the profile's or provider's for ``"query"`` /
+        ``"document"``, ``kind`` itself for any other (a provider's type given per call), or
+        ``None`` when the provider has none for it."""
+        if kind in ("query", "document"):
+            return self._kinds.get(kind)
+        return kind
+
+    def _body(self, inputs: list[str], input_type: str | None) -> dict[str, Any]:
+        """The JSON body for ``inputs`` (prefixes applied); OpenAI's shape by default."""
+        return {"input": inputs, **self._fields}
 
     # -- response -----------------------------------------------------------------------------
     def _decode_body(

@@ -47,7 +47,8 @@ class EmbeddingResult:
     """One successful response, validated.
 
     Attributes:
-        vectors: float32, shape ``(n_inputs, d)``; row ``i`` is the vector of input ``i``.
+        vectors: float32, shape ``(n_inputs, d)``; row ``i`` is the vector of input ``i`` (for a
+            compact dtype: its integer values, and ``d`` is the packed width for bit types).
         prompt_tokens: Input tokens the provider counted, ``None`` when it did not say.
         model: The model name the server echoed, when it did.
         rate_limit: The rate-limit headers, when the provider sent any.
@@ -69,8 +70,12 @@ class Codec(Protocol):
     url: str
     """Where requests go (``local://MODEL`` for an in-process model); named in errors and events."""
 
-    def build_request(self, texts: Sequence[str]) -> HttpRequest:
-        """Describe the request that embeds ``texts`` (raw strings, in order)."""
+    def build_request(self, texts: Sequence[str], kind: str = "document") -> HttpRequest:
+        """Describe the request that embeds ``texts`` (raw strings, in order).
+
+        ``kind`` is ``"document"`` or ``"query"`` (the codec sends the provider's input type and
+        the profile's prefix for it), or a provider's own input type given per call, sent as is.
+        """
         ...
 
     def parse_response(
@@ -87,5 +92,10 @@ class Codec(Protocol):
 
         ``dimensions=None`` accepts any vector size consistent within the response. ``out``, a
         float32 ``(n_inputs, dimensions)`` array, receives the vectors when given (no copy).
+
+        A compact :attr:`~embedguard.ProviderProfile.dtype` still comes back as float32 rows,
+        holding the integer values exactly: ``int8``/``uint8`` one per dimension, ``binary`` /
+        ``ubinary`` one per packed byte (rows ``dimensions`` wide are then ``dimensions / 8``
+        bytes: the caller passes that width). The client casts to the dtype once, at the end.
         """
         ...

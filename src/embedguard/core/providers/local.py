@@ -94,6 +94,10 @@ class LocalModel:
     ) -> None:
         if profile.provider != "local":
             raise ConfigurationError("LocalModel needs a 'local' profile", field="provider")
+        if profile.dtype != "float32":
+            raise ConfigurationError(
+                f"the local model returns float32 vectors, not {profile.dtype}", field="dtype"
+            )
         self.name = profile.name
         self.url = f"local://{profile.model}"
         self._profile = profile
@@ -205,8 +209,12 @@ class LocalModel:
             self._batching = batching
         return self._batching
 
-    def build_request(self, texts: Sequence[str]) -> HttpRequest:
-        """A description of the call, for the send path's bookkeeping (no bytes are sent)."""
+    def build_request(self, texts: Sequence[str], kind: str = "document") -> HttpRequest:
+        """A description of the call, for the send path's bookkeeping (no bytes are sent).
+
+        The profile's ``query_prefix`` / ``document_prefix`` is put before each text when the
+        model runs (:meth:`send`); an in-process model takes no input type.
+        """
         return HttpRequest("LOCAL", self.url, {}, b"")
 
     def parse_response(
@@ -282,6 +290,12 @@ class LocalModel:
             )
         return sum(counts)
 
+    def _prefixed(self, attempt: Send) -> Sequence[str]:
+        profile = self._profile
+        prefix = {"query": profile.query_prefix, "document": profile.document_prefix}
+        chosen = prefix.get(attempt.kind, "")
+        return [chosen + text for text in attempt.texts] if chosen else attempt.texts
+
     def _submit(
         self, texts: Sequence[str], dimensions: int | None, timeout: float | None
     ) -> tuple[Future[float], Future[EmbeddingResult], float | None]:
@@ -316,7 +330,7 @@ class LocalModel:
         if not self.loaded:
             self._executor.submit(self.load).result()  # not timed: loading is no request
         timeout = self._profile.timeouts.request
-        started, future, queue_wait = self._submit(attempt.texts, None, timeout)
+        started, future, queue_wait = self._submit(self._prefixed(attempt), None, timeout)
         try:
             began = started.result(timeout=queue_wait)
             result = future.result(timeout=timeout)
@@ -329,7 +343,7 @@ class LocalModel:
         if not self.loaded:
             await self.aload()
         timeout = self._profile.timeouts.request
-        started, future, queue_wait = self._submit(attempt.texts, None, timeout)
+        started, future, queue_wait = self._submit(self._prefixed(attempt), None, timeout)
         try:
             began = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(started)), queue_wait)
             result = await asyncio.wait_for(asyncio.wrap_future(future), timeout=timeout)

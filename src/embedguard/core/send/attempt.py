@@ -70,6 +70,7 @@ class Send:
     body: bytes
     headers: Mapping[str, str]
     texts: tuple[str, ...]
+    kind: str = "document"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +150,7 @@ def attempt_flow(
             reservation = ep.limiter.reserve(max(1, round(batch.tokens * ep.token_ratio)))
             if reservation.delay > 0:
                 yield Wait(reservation.delay)
-            request = ep.codec.build_request(batch.texts)
+            request = ep.codec.build_request(batch.texts, batch.kind)
             body, headers = request.body, request.headers
             gzipped = False
             compression = ep.profile.compression
@@ -166,7 +167,7 @@ def attempt_flow(
                         request_id=request_id, provider_kind=ep.profile.provider,
                     )
                 )  # fmt: skip
-            reply = yield Send(request, body, headers, batch.texts)
+            reply = yield Send(request, body, headers, batch.texts, batch.kind)
             raw, sent = len(request.body), len(body)
             result: EmbeddingResult | None = None
             if isinstance(reply, Reply):
@@ -386,6 +387,6 @@ def _gzip_refused(error: errors.ProviderError) -> bool:
 def _halve(batch: Batch) -> tuple[Batch, Batch]:
     mid = len(batch.units) // 2
     share = batch.tokens // max(1, len(batch.units))
-    first = Batch(batch.units[:mid], batch.texts[:mid], share * mid)
-    second = Batch(batch.units[mid:], batch.texts[mid:], batch.tokens - share * mid)
+    first = Batch(batch.units[:mid], batch.texts[:mid], share * mid, batch.kind)
+    second = Batch(batch.units[mid:], batch.texts[mid:], batch.tokens - share * mid, batch.kind)
     return first, second

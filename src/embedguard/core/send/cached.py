@@ -40,6 +40,7 @@ class CacheView:
         self._owned = owned
         self._metrics = metrics
         # One namespace per endpoint of the chain (primary first) and kind of text.
+        self._chain = list(chain)
         self._spaces = [
             {kind: _namespace(profile, url, kind) for kind in ("document", "query")}
             for profile, url in chain
@@ -50,7 +51,7 @@ class CacheView:
     def lookup(self, texts: Sequence[str], tokens: Sequence[int], kind: str) -> dict[int, Ref]:
         """Refs for the texts found in the cache, keyed by their position in ``texts``."""
         try:
-            found = self._store.get_many(self._spaces[0][kind].keys(texts))
+            found = self._store.get_many(self._space(0, kind).keys(texts))
         except _CACHE_ERRORS as exc:
             logger.warning("cache lookup failed, sending every text: %s", exc)
             found = [None] * len(texts)
@@ -80,12 +81,20 @@ class CacheView:
         items = []
         for i, text in enumerate(group.texts):
             if i not in result.failed:
-                space = self._spaces[result.served.get(i, 0)][group.kind]
+                space = self._space(result.served.get(i, 0), group.kind)
                 items.append((space.key(text), vectors[i]))
         try:
             self._store.put_many(items)
         except _CACHE_ERRORS as exc:
             logger.warning("cache store failed: %s", exc)
+
+    def _space(self, endpoint: int, kind: str) -> CacheNamespace:
+        spaces = self._spaces[endpoint]
+        space = spaces.get(kind)
+        if space is None:  # a provider's input type given per call
+            profile, url = self._chain[endpoint]
+            space = spaces[kind] = _namespace(profile, url, kind)
+        return space
 
     def close(self) -> None:
         """Close the store when the client opened it."""

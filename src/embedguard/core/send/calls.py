@@ -50,7 +50,7 @@ class Calls:
         self._cache = cache
         self._window = window
         self._flights = Flights()
-        self._lanes = {k: Lane(window, self._send) for k in ("document", "query")}
+        self._lanes = {k: Lane(window, self._send) for k in _KINDS}
         self._alanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Lane]]
         self._alanes = weakref.WeakKeyDictionary()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -60,7 +60,7 @@ class Calls:
         refs, group = self._claim(plan, kind)
         if group is not None:
             if self._coalesce(plan):
-                self._lanes[kind].submit(group, time.sleep)
+                self._lane(self._lanes, kind).submit(group, time.sleep)
             else:
                 self._send([group])
         results = {id(f): f.result() for f, _ in refs}
@@ -158,6 +158,12 @@ class Calls:
                 self._cache.store(group, each)
             self._flights.resolve(group, each)
 
+    def _lane(self, lanes: dict[str, Lane], kind: str) -> Lane:
+        lane = lanes.get(kind)
+        if lane is None:  # a provider's input type given per call
+            lane = lanes.setdefault(kind, Lane(self._window, self._send))
+        return lane
+
     def _spawn(self, coroutine: Any) -> None:
         # Sends run as their own tasks so that a cancelled caller does not cancel the waiters
         # that share its texts.
@@ -170,7 +176,7 @@ class Calls:
         lanes = self._alanes.get(loop)
         if lanes is None:
             lanes = self._alanes[loop] = {k: Lane(self._window, self._send) for k in _KINDS}
-        lane = lanes[group.kind]
+        lane = self._lane(lanes, group.kind)
         if lane.open(group):
             self._spawn(self._alane(lane))
 
@@ -214,7 +220,9 @@ class Calls:
 
 def _batches(ep: Endpoint, group: Group) -> list[Any]:
     profile = ep.profile
-    return split_units(group.texts, group.tokens, profile.batching, concurrency=profile.pool_size)
+    return split_units(
+        group.texts, group.tokens, profile.batching, concurrency=profile.pool_size, kind=group.kind
+    )
 
 
 def _all_failed(group: Group, exc: BaseException) -> GroupResult:

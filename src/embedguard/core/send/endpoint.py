@@ -89,7 +89,11 @@ class Endpoint:
         split = urlsplit(self.url)
         self.server_address = split.hostname
         self.server_port = split.port
-        self.dimensions: int | None = profile.dimensions
+        # The row width replies must have: packed bytes for the bit dtypes.
+        width = profile.dimensions
+        if width is not None and profile.dtype in ("binary", "ubinary"):
+            width //= 8
+        self.dimensions: int | None = width
         self.gzip = profile.compression.enabled
         self.rate_limit_status: RateLimitInfo | None = None
         self.price = metrics.prices.get(profile.model, 0.0)  # USD per 1M tokens
