@@ -301,3 +301,27 @@ async def test_ingestion_pipeline_embeds_and_retrieves(lexical_server: Embedding
     (hit,) = await index.as_retriever(similarity_top_k=1).aretrieve("bees making honey")
     await emb.aclose()
     assert hit.node.ref_doc_id == "bees"
+
+
+def test_transformation_sets_embeddings_as_llamaindex_does(server: EmbeddingServer) -> None:
+    """Called on nodes, the adapter sets each node's embedding (marked set, dumped, in order) and
+    still runs a node class's own validator on the field."""
+    from llama_index.core.schema import TextNode
+    from pydantic import field_validator
+
+    class Rounded(TextNode):
+        @field_validator("embedding")
+        @classmethod
+        def _round(cls, value: list[float] | None) -> list[float] | None:
+            return None if value is None else [round(x, 1) for x in value]
+
+    emb = GuardedEmbedding(fast_profile(server), api_key=KEY)
+    nodes = [TextNode(text="alpha"), Document(text="beta"), Rounded(text="gamma")]
+    emb(nodes)
+    expected = deterministic_vectors(["alpha", "beta", "gamma"], server.dimensions)
+    np.testing.assert_allclose(nodes[0].embedding, expected[0], rtol=1e-6)
+    np.testing.assert_allclose(nodes[1].embedding, expected[1], rtol=1e-6)
+    assert nodes[2].embedding == [round(float(x), 1) for x in expected[2]]
+    assert "embedding" in nodes[0].model_dump(exclude_unset=True)
+    assert TextNode.model_validate(nodes[0].model_dump()).embedding == nodes[0].embedding
+    emb.close()

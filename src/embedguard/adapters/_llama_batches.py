@@ -6,6 +6,8 @@ installed.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +18,7 @@ from llama_index.core.instrumentation.events.embedding import (
     EmbeddingEndEvent,
     EmbeddingStartEvent,
 )
+from llama_index.core.schema import BaseNode, MetadataMode
 from llama_index_instrumentation import get_dispatcher
 
 from embedguard.core.usage import Usage, calls_on, track_usage
@@ -101,6 +104,19 @@ class BatchedEmbedding(BaseEmbedding):
                     out += self._end(next(ids), chunk, bar)
         return out
 
+    # -- transformations (IngestionPipeline): as LlamaIndex's, without re-validating vectors ----
+    def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        """Embed each node's content and set its ``embedding`` (as ``BaseEmbedding`` does)."""
+        texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
+        _attach(nodes, self.get_text_embedding_batch(texts, **kwargs))
+        return nodes
+
+    async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        """Async :meth:`__call__`."""
+        texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
+        _attach(nodes, await self.aget_text_embedding_batch(texts, **kwargs))
+        return nodes
+
     @property
     def _size(self) -> int:
         return self.embed_batch_size
@@ -122,7 +138,11 @@ class BatchedEmbedding(BaseEmbedding):
         embeddings: list[Embedding] = vectors.tolist()
         if usage is not None:
             self._report(usage)
-        _dispatcher.event(EmbeddingEndEvent(chunks=list(texts), embeddings=embeddings))
+        # Built without validation: the lists are the client's validated float32 rows, and
+        # pydantic checking 1,536 floats per row cost as much as the HTTP calls (S12).
+        _dispatcher.event(
+            EmbeddingEndEvent.model_construct(chunks=list(texts), embeddings=embeddings)
+        )
         self.callback_manager.on_event_end(
             CBEventType.EMBEDDING,
             payload={EventPayload.CHUNKS: list(texts), EventPayload.EMBEDDINGS: embeddings},
@@ -139,3 +159,31 @@ class BatchedEmbedding(BaseEmbedding):
                 cached=usage.cached, cost=usage.cost,
             )
         )  # fmt: skip
+
+
+def _attach(nodes: Sequence[BaseNode], embeddings: list[Embedding]) -> None:
+    """Set each node's ``embedding``. Nodes validate every assignment, which for a list of 1,536
+    floats cost a third of an IngestionPipeline run (S12); these lists are the client's checked
+    float32 rows, so a node class that keeps LlamaIndex's field (same type, no validators) takes
+    them as they are. Any other node class is assigned to normally."""
+    for node, embedding in zip(nodes, embeddings, strict=True):
+        if _plain(type(node)):
+            node.__dict__["embedding"] = embedding
+            node.__pydantic_fields_set__.add("embedding")
+        else:
+            node.embedding = embedding
+
+
+@functools.cache
+def _plain(cls: type[BaseNode]) -> bool:
+    field = cls.model_fields.get("embedding")
+    decorators = cls.__pydantic_decorators__
+    return (
+        field is not None
+        and field.annotation == _EMBEDDING
+        and not decorators.model_validators
+        and not any("embedding" in d.info.fields for d in decorators.field_validators.values())
+    )
+
+
+_EMBEDDING = BaseNode.model_fields["embedding"].annotation
