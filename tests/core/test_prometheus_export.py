@@ -84,6 +84,8 @@ def busy_collector() -> MetricsCollector:
         provider="mistral", model="mistral-embed", retry=True,
     )  # fmt: skip
     m.record_rejected()
+    m.record_vectors(6_144 * 3)
+    m.record_inputs({"truncated": 2, "empty_zero": 1})
     m.on_breaker_transition("closed", "open")
     m.on_breaker_transition("open", "half_open")
     clock.now += 30
@@ -110,6 +112,9 @@ def test_exposition_values_match_the_snapshot() -> None:
     assert samples[key("embedguard_request_bytes_total", encoding="raw")] == 10_100
     assert samples[key("embedguard_request_bytes_total", encoding="sent")] == 4_040
     assert samples[key("embedguard_uptime_seconds")] == 30.0
+    assert samples[key("embedguard_vector_bytes_total")] == 18_432
+    assert samples[key("embedguard_inputs_adjusted_total", how="truncated")] == 2
+    assert samples[key("embedguard_inputs_adjusted_total", how="empty_zero")] == 1
 
 
 def test_upstream_samples_say_which_provider_served_each_batch() -> None:

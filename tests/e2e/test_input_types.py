@@ -121,3 +121,15 @@ def test_compact_dtype_rules_for_chains_and_chunking() -> None:
     int8 = profile.evolve(dtype="int8", name="other")
     with pytest.raises(ConfigurationError, match="returns int8"):
         EmbeddingClient(profile, api_key=KEY, fallbacks=[int8], environ={})
+
+
+def test_vector_bytes_count_what_callers_get(server: EmbeddingServer) -> None:
+    """Metrics count the bytes of the vectors returned, cached ones included."""
+    profile = fast(profiles.openai(base_url=server.base_url("openai"), dimensions=64))
+    with EmbeddingClient(profile, api_key=KEY, environ={}, cache="memory") as client:
+        client.embed(["a", "b", "a"])
+        client.embed_query("q")
+        client.embed(["a"])
+        snap = client.metrics()
+    assert snap.vector_bytes == (3 + 1 + 1) * 64 * 4
+    assert f"{snap.vector_bytes} vector bytes returned" in snap.format()

@@ -64,6 +64,8 @@ class MetricsSnapshot:
     rejected_calls: int = 0
     # Inputs the client did not embed as given (truncated, chunked, empty_zero, empty_skipped).
     inputs_adjusted: Mapping[str, int] = field(default_factory=dict)
+    # Bytes of vectors returned to callers, in the profile's dtype (compact types: fewer).
+    vector_bytes: int = 0
 
     def __post_init__(self) -> None:
         # Copy then wrap, so neither the caller's dict nor the snapshot can change afterwards.
@@ -167,7 +169,8 @@ class MetricsSnapshot:
             f"  latency   p50 {self.latency_p50 * ms:.1f} ms, p95 {self.latency_p95 * ms:.1f} ms, "
             f"p99 {self.latency_p99 * ms:.1f} ms (recent); avg {self.average_latency * ms:.1f} ms, "
             f"max {self.latency_max * ms:.1f} ms",
-            f"  items     {self.items_embedded} embedded (avg batch {self.average_batch_size:.1f})",
+            f"  items     {self.items_embedded} embedded "
+            f"(avg batch {self.average_batch_size:.1f}), {self.vector_bytes} vector bytes returned",
             f"  tokens    {self.tokens_used}, estimated cost {cost}",
             f"  bytes     {self.bytes_raw} raw, {self.bytes_sent} sent, {self.bytes_saved} saved "
             f"(ratio {self.compression_ratio:.2f})",
@@ -212,7 +215,7 @@ _COERCE: dict[str, Callable[[Any], Any]] = {
 _MAPPING_FIELDS = tuple(f.name for f in fields(MetricsSnapshot) if f.type == "Mapping[str, int]")
 _OPTIONAL_FIELDS = frozenset(
     ("items_by_provider", "failures_by_provider", "rejected_by_kind", "cache_hits",
-     "cache_misses", "cache_tokens_saved", "rejected_calls", "inputs_adjusted")
+     "cache_misses", "cache_tokens_saved", "rejected_calls", "inputs_adjusted", "vector_bytes")
 )  # fmt: skip
 _DERIVED = (
     "success_rate", "failure_rate", "retry_rate", "compression_ratio", "bytes_saved",

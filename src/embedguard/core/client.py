@@ -307,13 +307,14 @@ class EmbeddingClient:
 
     def _cast(self, vectors: np.ndarray) -> np.ndarray:
         dtype = _DTYPES.get(self._profile.dtype)
-        if dtype is None:
-            return vectors
-        if np.isnan(vectors).any():  # "skip" rows: a compact type has no NaN
-            raise errors.ConfigurationError(
-                f"empty='skip' needs float vectors, not {self._profile.dtype}", field="empty"
-            )
-        return vectors.astype(dtype)
+        if dtype is not None:
+            if np.isnan(vectors).any():  # "skip" rows: a compact type has no NaN
+                raise errors.ConfigurationError(
+                    f"empty='skip' needs float vectors, not {self._profile.dtype}", field="empty"
+                )
+            vectors = vectors.astype(dtype)
+        self._primary.metrics.record_vectors(vectors.nbytes)
+        return vectors
 
     def embed_iter(
         self, texts: Iterable[str], *, chunk_size: int | None = None, window: int = 2

@@ -90,6 +90,7 @@ class _State:
     cache_misses: int = 0
     cache_tokens_saved: int = 0
     inputs_adjusted: dict[str, int] = field(default_factory=dict)
+    vector_bytes: int = 0
 
     def observe(self, latency: float, retry: bool, bytes_raw: int, bytes_sent: int) -> None:
         """Account the parts every attempt has, whatever its outcome."""
@@ -248,6 +249,14 @@ class MetricsCollector:
             s.cache_hits += hits
             s.cache_misses += misses
             s.cache_tokens_saved += tokens_saved
+
+    def record_vectors(self, nbytes: int) -> None:
+        """Record the bytes of vectors handed to a caller (in the profile's dtype: an int8 vector
+        of 1,536 dimensions is 1,536 bytes, a binary one 192, a float32 one 6,144)."""
+        if not self._enabled:
+            return
+        with self._lock:
+            self._state.vector_bytes += nbytes
 
     def record_inputs(self, adjusted: Mapping[str, int]) -> None:
         """Record inputs not embedded as given, by what was done to them.

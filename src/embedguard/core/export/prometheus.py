@@ -14,6 +14,8 @@ snapshot from each source. Every sample carries ``provider`` and ``model`` label
     embedguard_breaker_transitions_total{to=...}             breaker changes, by state entered
     embedguard_cost_usd_total                                estimated spend from the price table
     embedguard_request_bytes_total{encoding="raw"|"sent"}    request bodies before/after compression
+    embedguard_vector_bytes_total                            bytes of vectors returned (dtype's)
+    embedguard_inputs_adjusted_total{how=...}                inputs truncated, chunked, blank...
     embedguard_upstream_requests_total{upstream,outcome}     attempts, by the provider handling them
     embedguard_upstream_items_total{upstream}                vectors, by the provider sending them
     embedguard_request_duration_seconds{quantile=...}        summary: 0.5/0.95/0.99 over recent
@@ -101,6 +103,8 @@ _FAMILIES = (
     ("breaker_transitions", "counter", "Circuit breaker state changes, by state entered."),
     ("cost_usd", "counter", "Estimated spend in USD, from the price table."),
     ("request_bytes", "counter", "Request body bytes: raw, and as sent after compression."),
+    ("vector_bytes", "counter", "Bytes of vectors returned to callers, in the profile's dtype."),
+    ("inputs_adjusted", "counter", "Inputs not embedded as given, by what was done to them."),
     ("upstream_requests", "counter", "HTTP attempts, by the provider that handled them."),
     ("upstream_items", "counter", "Vectors received, by the provider that served them."),
     (
@@ -151,6 +155,9 @@ def _samples(snap: MetricsSnapshot) -> Iterator[_Sample]:
     yield "cost_usd", "_total", {}, snap.estimated_cost
     yield "request_bytes", "_total", {"encoding": "raw"}, snap.bytes_raw
     yield "request_bytes", "_total", {"encoding": "sent"}, snap.bytes_sent
+    yield "vector_bytes", "_total", {}, snap.vector_bytes
+    for how, count in sorted(snap.inputs_adjusted.items()):
+        yield "inputs_adjusted", "_total", {"how": how}, count
     for upstream in sorted(set(snap.requests_by_provider) | set(snap.failures_by_provider)):
         ok = snap.requests_by_provider.get(upstream, 0)
         failed = snap.failures_by_provider.get(upstream, 0)
