@@ -111,6 +111,35 @@ def test_batches_follow_the_profile(model: Any) -> None:
     assert snap.successful_requests == 3 and snap.items_embedded == 20
 
 
+class _Spy:
+    """Wraps the model: records the texts of each encode call."""
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.batches = model, []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def encode(self, texts: list[str], *args: Any, **kwargs: Any) -> Any:
+        self.batches.append(list(texts))
+        return self.model.encode(texts, *args, **kwargs)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_batches_hold_texts_of_like_length_in_input_order_out(model: Any, mode: str) -> None:
+    """Mixed lengths are batched shortest first (less padding); rows come back in input order."""
+    rng = np.random.default_rng(7)
+    texts = [" ".join(["word"] * int(n)) + f" {i}" for i, n in enumerate(rng.integers(1, 60, 24))]
+    spy = _Spy(model)
+    profile = profiles.local(batching={"max_inputs": 8})
+    with EmbeddingClient(profile, local_model=spy) as client:
+        vectors = client.embed(texts) if mode == "sync" else asyncio.run(client.aembed(texts))
+    lengths = [[len(t.split()) for t in batch] for batch in spy.batches]
+    assert len(spy.batches) == 3 and max(lengths[0]) <= min(lengths[1])
+    assert max(lengths[1]) <= min(lengths[2])
+    np.testing.assert_allclose(vectors, model.encode(texts), atol=1e-5)
+
+
 async def test_aembed_does_not_block_the_event_loop(client: EmbeddingClient) -> None:
     """A ticker task keeps running while the model encodes on its worker thread."""
     loop_time = asyncio.get_running_loop().time

@@ -37,7 +37,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -83,6 +83,10 @@ class LocalModel:
             ``"onnx"`` (ONNX Runtime or an error), ``"onnx-int8"`` (the same with 8-bit
             weights: faster, min cosine 0.999) or ``"torch"`` (sentence-transformers).
     """
+
+    pads_batches: ClassVar[bool] = True
+    """The model pads each batch to its longest text: the send path plans batches over the
+    call's texts sorted by token count (and gives the vectors back in input order)."""
 
     def __init__(
         self,

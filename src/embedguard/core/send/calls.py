@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import threading
 import time
 import weakref
@@ -116,7 +117,12 @@ class Calls:
         merged = groups[0] if len(groups) == 1 else merge(groups)
         n = len(merged.texts)
         try:
-            result = run_batches(self._primary, _batches(self._primary, merged), n)
+            if (order := _by_length(self._primary, merged)) is None:
+                result = run_batches(self._primary, _batches(self._primary, merged), n)
+            else:
+                part = pick(merged, order)
+                result = patch(GroupResult(None), order, run_batches(
+                    self._primary, _batches(self._primary, part), n), n, 0)  # fmt: skip
             for i, ep in enumerate(self._endpoints[1:], 1):
                 if not (rows := self._failover(ep, result)):
                     break
@@ -132,7 +138,12 @@ class Calls:
         merged = groups[0] if len(groups) == 1 else merge(groups)
         n = len(merged.texts)
         try:
-            result = await arun_batches(self._primary, _batches(self._primary, merged), n)
+            if (order := _by_length(self._primary, merged)) is None:
+                result = await arun_batches(self._primary, _batches(self._primary, merged), n)
+            else:
+                part = pick(merged, order)
+                result = patch(GroupResult(None), order, await arun_batches(
+                    self._primary, _batches(self._primary, part), n), n, 0)  # fmt: skip
             for i, ep in enumerate(self._endpoints[1:], 1):
                 if not (rows := self._failover(ep, result)):
                     break
@@ -223,6 +234,16 @@ def _batches(ep: Endpoint, group: Group) -> list[Any]:
     return split_units(
         group.texts, group.tokens, profile.batching, concurrency=profile.pool_size, kind=group.kind
     )
+
+
+def _by_length(ep: Endpoint, group: Group) -> list[int] | None:
+    """For an endpoint that pads each batch to its longest text (an in-process model), the
+    group's rows from shortest to longest, so batches hold texts of like length; ``None`` when
+    the order is already that, or the endpoint does not pad."""
+    tokens = group.tokens
+    if not ep.pads_batches or all(a <= b for a, b in itertools.pairwise(tokens)):
+        return None
+    return sorted(range(len(tokens)), key=tokens.__getitem__)
 
 
 def _all_failed(group: Group, exc: BaseException) -> GroupResult:

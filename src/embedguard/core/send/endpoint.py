@@ -77,6 +77,8 @@ class Endpoint:
         self.profile = profile
         self.name = profile.name
         self.codec = codec
+        # Batches padded to their longest text are planned over texts sorted by length.
+        self.pads_batches: bool = getattr(codec, "pads_batches", False)
         self.transport = transport
         self.breaker = breaker
         self.limiter = limiter
