@@ -88,8 +88,7 @@ def _output_dimension(profile: ProviderProfile) -> int | None:
     wanted = check_native_dimensions(profile, COHERE_NATIVE_DIMENSIONS, family)
     if wanted is not None and family == "embed-v4.0" and wanted not in V4_DIMENSIONS:
         raise ConfigurationError(
-            f"{profile.model} produces {', '.join(map(str, V4_DIMENSIONS))} dimensions, "
-            f"not {wanted}",
+            f"{profile.model} produces 256, 512, 1024 or 1536 dimensions, not {wanted}",
             field="dimensions",
             provider=profile.name,
         )
