@@ -236,16 +236,30 @@ def test_cost_comes_from_the_bundled_price_table() -> None:
     assert s.cost_known is True
 
 
+OPENAI_PRICES = {
+    "text-embedding-3-small": 0.02,
+    "text-embedding-3-large": 0.13,
+    "text-embedding-ada-002": 0.10,
+    "mistral-embed": 0.10,
+    "codestral-embed": 0.15,
+}
+COHERE_PRICES = {  # cohere.com/pricing via litellm: embed-v4.0 text, the v3 family
+    "embed-v4.0": 0.12,
+    "embed-english-v3.0": 0.10,
+    "embed-multilingual-v3.0": 0.10,
+    "embed-english-light-v3.0": 0.10,
+    "embed-multilingual-light-v3.0": 0.10,
+}
+
+
 def test_price_table_holds_the_documented_prices_and_skips_notes() -> None:
-    """The bundled table lists the five models; `_source`/`_date` notes are not prices."""
+    """The bundled table holds the documented prices; `_source`/`_date` notes are not prices."""
     table = default_prices()
-    assert table == {
-        "text-embedding-3-small": 0.02,
-        "text-embedding-3-large": 0.13,
-        "text-embedding-ada-002": 0.10,
-        "mistral-embed": 0.10,
-        "codestral-embed": 0.15,
+    assert {name: table[name] for name in (*OPENAI_PRICES, *COHERE_PRICES)} == {
+        **OPENAI_PRICES,
+        **COHERE_PRICES,
     }
+    assert not any(name.startswith("_") for name in table)
     with pytest.raises(TypeError):
         table["x"] = 1.0  # type: ignore[index]
 

@@ -205,8 +205,8 @@ def test_every_out_of_range_policy_value_names_its_field(
         ),
         (lambda: profiles.openai(base_url="localhost:8080/v1"), "base_url"),
         (lambda: profiles.openai(base_url="http://"), "base_url"),
-        (lambda: ProviderProfile(provider="jina", model="m"), "provider"),
-        (lambda: profiles.get("cohere"), "profile"),
+        (lambda: ProviderProfile(provider="acme", model="m"), "provider"),  # type: ignore[arg-type]
+        (lambda: profiles.get("acme"), "profile"),
         (lambda: EmbeddingClient({"provider": "openai"}, api_key=KEY), "profile"),  # type: ignore[arg-type]
         (
             lambda: EmbeddingClient(profiles.openai(), api_key=KEY, context_policy="drop"),  # type: ignore[arg-type]

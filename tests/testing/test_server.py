@@ -238,8 +238,9 @@ def test_base_urls(server: EmbeddingServer) -> None:
     assert server.base_url("openai") == server.base_url("openai_compatible") == server.url + "/v1"
     assert server.base_url("mistral") == server.url + "/mistral/v1"
     assert server.base_url("ollama") == server.base_url("azure") == server.url
+    assert server.base_url("cohere") == server.url + "/cohere"
     with pytest.raises(ValueError, match="unknown provider"):
-        server.base_url("cohere")
+        server.base_url("nonexistent")
 
 
 # -- faults -----------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ _KEY_ENV = {
     "openai": "OPENAI_API_KEY",
     "azure": "AZURE_OPENAI_API_KEY",
     "mistral": "MISTRAL_API_KEY",
+    "cohere": "CO_API_KEY",  # the codec also reads COHERE_API_KEY when this one is unset
 }
 _OVERRIDABLE = ("model", "base_url", "dimensions")
 

@@ -20,6 +20,7 @@ probe successes, open s, probes):
 openai         60  3  1.0    2048  3000  1,000,000  1024  20  75% of 20, 10, 2, 30, 3
 azure          90  4  2.0    2048   300    300,000  1024  15  75% of 20, 10, 3, 60, 3
 mistral        30  3  0.5     128   100    100,000   512  10  75% of 20, 10, 2, 20, 2
+cohere         60  3  1.0      96  2000          -  1024  20  75% of 20, 10, 2, 30, 3
 local          10  2  0.1      32     -          -  2048   5  off
 ollama /       60  2  0.1      32     -          -  2048   5  off
 compatible
@@ -57,6 +58,7 @@ __all__ = [
     "MODEL_DIMENSIONS",
     "assumed_rate_limit",
     "azure",
+    "cohere",
     "get",
     "local",
     "mistral",
@@ -73,12 +75,18 @@ MODEL_DIMENSIONS: dict[str, int] = {
     "mistral-embed": 1024,
     "codestral-embed": 1536,
     "all-MiniLM-L6-v2": 384,
+    "embed-v4.0": 1536,
+    "embed-english-v3.0": 1024,
+    "embed-multilingual-v3.0": 1024,
+    "embed-english-light-v3.0": 384,
+    "embed-multilingual-light-v3.0": 384,
 }
 """Native output size of well-known models (used when a profile does not set ``dimensions``)."""
 
 _OPENAI, _MISTRAL, _OLLAMA, _LOCAL = (
     "text-embedding-3-small", "mistral-embed", "nomic-embed-text", "all-MiniLM-L6-v2",
 )  # fmt: skip
+_COHERE = "embed-v4.0"
 
 _LOCAL_SERVER: dict[str, Any] = {
     "timeouts": Timeouts(request=60.0, connect=5.0),
@@ -93,6 +101,9 @@ _ASSUMED_RATE_LIMITS: dict[str, RateLimit] = {
     "openai": RateLimit(requests_per_minute=3000, tokens_per_minute=1_000_000),
     "azure": RateLimit(requests_per_minute=300, tokens_per_minute=300_000),
     "mistral": RateLimit(requests_per_minute=100, tokens_per_minute=100_000),
+    # Production keys' published embed limit; Cohere publishes no token limit. Trial keys state
+    # theirs (100/min) in x-trial-endpoint-call-limit, which replaces this guess.
+    "cohere": RateLimit(requests_per_minute=2000),
 }
 
 
@@ -165,6 +176,26 @@ def mistral(model: str = _MISTRAL, **overrides: Any) -> ProviderProfile:
     return _build(defaults, overrides, named=model != _MISTRAL)
 
 
+def cohere(model: str = _COHERE, **overrides: Any) -> ProviderProfile:
+    """Cohere's ``/v2/embed`` (key from ``CO_API_KEY`` or ``COHERE_API_KEY``; base URL from
+    ``CO_API_URL``).
+
+    96 texts per request; an input may hold 128,000 tokens on embed-v4 (512 on the v3 models).
+    ``embed_query`` sends ``input_type: search_query``, ``embed`` / ``embed_documents``
+    ``search_document`` (``query_input_type`` / ``document_input_type`` change them). Every
+    ``dtype`` is offered (``int8``, ``uint8``, ``binary``, ``ubinary``); embed-v4 takes
+    ``dimensions`` of 256, 512, 1024 or 1536.
+    """
+    from .providers.cohere import cohere_max_input_tokens  # the model's limits live there
+
+    defaults: dict[str, Any] = {
+        "provider": "cohere",
+        "model": model,
+        "batching": BatchPolicy(max_inputs=96, max_tokens_per_input=cohere_max_input_tokens(model)),
+    }
+    return _build(defaults, overrides, named=model != _COHERE)
+
+
 def ollama(model: str = _OLLAMA, **overrides: Any) -> ProviderProfile:
     """A local Ollama server's native ``/api/embed`` (no key; host from ``OLLAMA_HOST``)."""
     defaults = {"provider": "ollama", "model": model, **_LOCAL_SERVER}
@@ -197,6 +228,7 @@ _BUILTIN: dict[str, Callable[..., ProviderProfile]] = {
     "openai": openai,
     "azure": azure,
     "mistral": mistral,
+    "cohere": cohere,
     "ollama": ollama,
     "openai_compatible": openai_compatible,
     "local": local,

@@ -195,5 +195,9 @@ def shape_error(
         return _mistral(spec)
     if provider == "ollama":
         return _ollama(spec)
+    if provider == "cohere":
+        from ._wire_cohere import cohere_error_body  # it imports this module
+
+        return cohere_error_body(spec)
     error = {"message": spec.message, "type": spec.type, "param": None, "code": spec.code}
     return {"error": error}

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ._wire_cohere import cohere_rate_headers
+
 __all__ = ["RateDecision", "TokenBuckets", "go_duration", "rate_headers", "retry_headers"]
 
 
@@ -154,6 +156,8 @@ def rate_headers(provider: str, decision: RateDecision) -> list[tuple[str, str]]
             ]
         elif provider == "azure":
             out.append((f"x-ratelimit-remaining-{unit}", str(remaining)))
+        elif provider == "cohere" and unit == "requests":
+            out += cohere_rate_headers(limit, remaining)
         elif provider == "mistral":
             short = "req" if unit == "requests" else "tokens"
             out += [

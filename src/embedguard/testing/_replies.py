@@ -11,6 +11,7 @@ from ._faults import Fault
 from ._http import HttpReply
 from ._ratelimit import RateDecision, rate_headers, retry_headers
 from ._routes import HTML_PAGE, EmbedCall, Route, error_200, error_body, render
+from ._wire_cohere import cohere_ids, cohere_success_headers
 
 __all__ = ["STATUS_FAULTS", "Replies"]
 
@@ -35,6 +36,8 @@ class Replies:
             return [("x-request-id", f"req_{bits:032x}")]
         if provider == "ollama":
             return []
+        if provider == "cohere":
+            return cohere_ids(bits)
         request_id = str(uuid.UUID(int=bits, version=4))
         if provider == "azure":
             return [("x-request-id", request_id), ("apim-request-id", request_id)]
@@ -113,6 +116,8 @@ class Replies:
                 ("openai-processing-ms", str(int(elapsed * 1000))),
                 ("openai-version", "2020-10-01"),
             ]
+        if provider == "cohere":
+            headers += cohere_success_headers(call.inputs, call.tokens)
         if decision is not None:
             headers += rate_headers(provider, decision)
         if kind == "truncate":

@@ -19,6 +19,8 @@ from ._errors import (
     status_error,
 )
 from ._vectors import count_tokens, deterministic_vectors, encode_base64_rows, lexical_vectors
+from ._wire_cohere import PATH as COHERE_PATH
+from ._wire_cohere import CohereRequest, cohere_payload, parse_cohere
 
 __all__ = [
     "HTML_PAGE",
@@ -50,7 +52,7 @@ HTML_PAGE = (
 class Route:
     """A matched embedding route; ``provider`` names its wire format."""
 
-    provider: str  # "openai", "azure", "mistral" or "ollama"
+    provider: str  # "openai", "azure", "mistral", "ollama" or "cohere"
     legacy: bool = False  # Ollama's /api/embeddings (one prompt, one vector)
     deployment: str | None = None  # Azure's classic deployments URL
 
@@ -67,6 +69,8 @@ def match_route(path: str) -> Route | None:
         return Route("ollama", legacy=True)
     if path == "/openai/v1/embeddings":
         return Route("azure")
+    if path == COHERE_PATH:
+        return Route("cohere")
     match = _AZURE_DEPLOYMENT.fullmatch(path)
     if match is not None:
         return Route("azure", deployment=match.group(1))
@@ -99,13 +103,14 @@ class EmbedCall:
     tokens: int
     api_version: str | None
     vectors: VectorMode = "random"
+    wire: Any = None  # the provider's own parsed request, for wire formats that need more
 
 
 def extract_inputs(route: Route, body: Any) -> tuple[str, ...]:
     """The string inputs of a request body, best effort (for the request log)."""
     if not isinstance(body, dict):
         return ()
-    raw = body.get("prompt" if route.legacy else "input")
+    raw = body.get("texts" if route.provider == "cohere" else "prompt" if route.legacy else "input")
     if isinstance(raw, str):
         return (raw,)
     if isinstance(raw, list):
@@ -152,6 +157,14 @@ def parse_call(
     route: Route, query: dict[str, str], body: Any, limits: Limits
 ) -> EmbedCall | ErrorSpec:
     """Validate a request body for ``route``; return the call or the error to send."""
+    if route.provider == "cohere":
+        wire = parse_cohere(body, dimensions=limits.dimensions,
+                            max_input_tokens=limits.max_input_tokens,
+                            max_batch_size=limits.max_batch_size)  # fmt: skip
+        if isinstance(wire, ErrorSpec):
+            return wire
+        return EmbedCall(route, wire.model, wire.inputs, wire.dimensions, False, wire.tokens,
+                         None, limits.vectors, wire)  # fmt: skip
     api_version = query.get("api-version")
     if route.deployment is not None and not api_version:
         return ErrorSpec(400, "Missing required query parameter 'api-version'.")
@@ -239,7 +252,7 @@ def render(call: EmbedCall, fault: str | None, rng: random.Random, elapsed_ns: i
     """The 200 body for ``call``, damaged as the data fault ``fault`` says (``None``: intact)."""
     provider = call.route.provider
     matrix, nan_row = _vectors(call, fault, rng)
-    rows, indices = _order(len(call.inputs), fault, rng, provider == "ollama")
+    rows, indices = _order(len(call.inputs), fault, rng, provider in ("ollama", "cohere"))
     payload: dict[str, Any]
     if call.route.legacy:
         payload = {"embedding": _float_row(matrix, 0, nan_row) if rows else []}
@@ -251,6 +264,9 @@ def render(call: EmbedCall, fault: str | None, rng: random.Random, elapsed_ns: i
             "load_duration": min(elapsed_ns, 1_019_500),
             "prompt_eval_count": call.tokens,
         }
+    elif isinstance(call.wire, CohereRequest):
+        floats = [_float_row(matrix, r, nan_row) for r in rows]
+        payload = cohere_payload(call.wire, matrix, rows, floats, nan_row, fault, rng)
     elif provider == "mistral":
         payload = {
             "id": rng.getrandbits(128).to_bytes(16, "big").hex(),

@@ -27,10 +27,11 @@ class EmbeddingServer:
     It listens on ``127.0.0.1`` on an ephemeral port, in an event loop on a background daemon
     thread, and speaks the OpenAI (``/v1/embeddings``), Azure OpenAI
     (``/openai/deployments/{deployment}/embeddings?api-version=...`` and
-    ``/openai/v1/embeddings``), Mistral (``/mistral/v1/embeddings``) and Ollama (``/api/embed``,
-    legacy ``/api/embeddings``) wire formats. Each vector is ``deterministic_vector(text, d)``
-    (pseudo-random per text), or with ``vectors="lexical"`` ``lexical_vectors([text], d)[0]``,
-    so that texts sharing words are close and retrieval over the vectors is meaningful.
+    ``/openai/v1/embeddings``), Mistral (``/mistral/v1/embeddings``), Ollama (``/api/embed``,
+    legacy ``/api/embeddings``) and Cohere (``/cohere/v2/embed``) wire formats. Each vector is
+    ``deterministic_vector(text, d)`` (pseudo-random per text), or with ``vectors="lexical"``
+    ``lexical_vectors([text], d)[0]``, so that texts sharing words are close and retrieval over
+    the vectors is meaningful.
 
     Every request sleeps ``latency + latency_per_input * n_inputs`` while holding one of
     ``max_concurrency`` slots (further requests queue). Usage counts tokens with
@@ -208,10 +209,12 @@ class EmbeddingServer:
         """The base URL a client of ``provider`` should be given.
 
         ``"openai"`` / ``"openai_compatible"``: ``{url}/v1``; ``"mistral"``:
-        ``{url}/mistral/v1``; ``"ollama"`` and ``"azure"``: ``{url}`` (the Azure client adds
+        ``{url}/mistral/v1``; ``"cohere"``: ``{url}/cohere`` (its client adds ``/v2/embed``);
+        ``"ollama"`` and ``"azure"``: ``{url}`` (the Azure client adds
         ``/openai/deployments/{deployment}/embeddings?api-version=...`` or ``/openai/v1/...``).
         """
-        suffix = {"openai": "/v1", "openai_compatible": "/v1", "mistral": "/mistral/v1"}
+        suffix = {"openai": "/v1", "openai_compatible": "/v1", "mistral": "/mistral/v1",
+                  "cohere": "/cohere"}  # fmt: skip
         if provider in suffix:
             return self.url + suffix[provider]
         if provider in {"ollama", "azure"}:

@@ -9,6 +9,7 @@ from ._decode import decode_openai_data
 from ._errors import error_from_response
 from .azure import AzureOpenAICodec
 from .base import Codec, EmbeddingResult, HttpRequest, RateLimitInfo
+from .cohere import CohereCodec
 from .compatible import OpenAICompatibleCodec
 from .mistral import MistralCodec
 from .ollama import OllamaCodec
@@ -18,6 +19,7 @@ from .registry import make_codec
 __all__ = [
     "AzureOpenAICodec",
     "Codec",
+    "CohereCodec",
     "EmbeddingResult",
     "HttpRequest",
     "MistralCodec",

@@ -225,6 +225,10 @@ def rate_limit_info(provider: str, headers: Mapping[str, str]) -> RateLimitInfo 
     if provider in ("ollama", "local"):
         return None
     lowered = lower_headers(headers)
+    if provider == "cohere":
+        from ._cohere import cohere_rate_limit  # imports this module: import when used
+
+        return cohere_rate_limit(lowered)
     if provider == "mistral":
         return mistral_rate_limit(lowered)
     return openai_rate_limit(lowered)
