@@ -20,6 +20,7 @@ probe successes, open s, probes):
 openai         60  3  1.0    2048  3000  1,000,000  1024  20  75% of 20, 10, 2, 30, 3
 azure          90  4  2.0    2048   300    300,000  1024  15  75% of 20, 10, 3, 60, 3
 mistral        30  3  0.5     128   100    100,000   512  10  75% of 20, 10, 2, 20, 2
+gemini         60  4  1.0     100  3000  1,000,000  1024  10  75% of 20, 10, 2, 30, 3
 local          10  2  0.1      32     -          -  2048   5  off
 ollama /       60  2  0.1      32     -          -  2048   5  off
 compatible
@@ -57,6 +58,7 @@ __all__ = [
     "MODEL_DIMENSIONS",
     "assumed_rate_limit",
     "azure",
+    "gemini",
     "get",
     "local",
     "mistral",
@@ -93,6 +95,7 @@ _ASSUMED_RATE_LIMITS: dict[str, RateLimit] = {
     "openai": RateLimit(requests_per_minute=3000, tokens_per_minute=1_000_000),
     "azure": RateLimit(requests_per_minute=300, tokens_per_minute=300_000),
     "mistral": RateLimit(requests_per_minute=100, tokens_per_minute=100_000),
+    "gemini": RateLimit(requests_per_minute=3000, tokens_per_minute=1_000_000),
 }
 
 
@@ -165,6 +168,43 @@ def mistral(model: str = _MISTRAL, **overrides: Any) -> ProviderProfile:
     return _build(defaults, overrides, named=model != _MISTRAL)
 
 
+def gemini(model: str = "gemini-embedding-001", **overrides: Any) -> ProviderProfile:
+    """Google's Gemini API ``batchEmbedContents`` (key from ``GOOGLE_API_KEY``, else
+    ``GEMINI_API_KEY``; base URL from ``GOOGLE_GEMINI_BASE_URL``).
+
+    ``model`` may be given as ``models/x`` or ``x``. Requests hold at most 100 texts (the API's
+    cap) of at most 2,048 tokens each (8,192 for gemini-embedding-2). ``embed_query`` sends
+    ``RETRIEVAL_QUERY``, ``embed`` ``RETRIEVAL_DOCUMENT``. gemini-embedding-001 returns 3072
+    dimensions; ``dimensions=768`` (or 1536...) asks for fewer, and those vectors are not
+    unit-length: normalise them before a dot-product index (cosine similarity is unaffected).
+    The assumed limits are tier 1's (3,000 requests and 1,000,000 tokens per minute); the API
+    states none in its headers, and its 429s carry the wait to honour in the body.
+    """
+    from .providers.gemini import (
+        GEMINI_MAX_INPUT_TOKENS,
+        GEMINI_NATIVE_DIMENSIONS,
+        gemini_model_id,
+    )
+
+    try:
+        model_id = gemini_model_id(model)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc), field="model", provider="gemini") from None
+    native = GEMINI_NATIVE_DIMENSIONS.get(model_id)
+    defaults: dict[str, Any] = {
+        "provider": "gemini",
+        "model": model_id,
+        "dimensions": None if native is None else native.size,
+        "timeouts": Timeouts(request=60.0, connect=5.0),
+        "pool_size": 10,
+        "retry": RetryPolicy(max_retries=4, initial_delay=1.0),
+        "batching": BatchPolicy(
+            max_inputs=100, max_tokens_per_input=GEMINI_MAX_INPUT_TOKENS.get(model_id, 2048)
+        ),
+    }
+    return _build(defaults, overrides, named=model_id != "gemini-embedding-001")
+
+
 def ollama(model: str = _OLLAMA, **overrides: Any) -> ProviderProfile:
     """A local Ollama server's native ``/api/embed`` (no key; host from ``OLLAMA_HOST``)."""
     defaults = {"provider": "ollama", "model": model, **_LOCAL_SERVER}
@@ -197,6 +237,7 @@ _BUILTIN: dict[str, Callable[..., ProviderProfile]] = {
     "openai": openai,
     "azure": azure,
     "mistral": mistral,
+    "gemini": gemini,
     "ollama": ollama,
     "openai_compatible": openai_compatible,
     "local": local,

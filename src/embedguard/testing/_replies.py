@@ -33,7 +33,7 @@ class Replies:
         bits = self._rng.getrandbits(128)
         if provider == "openai":
             return [("x-request-id", f"req_{bits:032x}")]
-        if provider == "ollama":
+        if provider in ("ollama", "gemini"):  # neither sends a request id
             return []
         request_id = str(uuid.UUID(int=bits, version=4))
         if provider == "azure":
