@@ -10,6 +10,7 @@ from ._errors import error_from_response
 from .azure import AzureOpenAICodec
 from .base import Codec, EmbeddingResult, HttpRequest, RateLimitInfo
 from .compatible import OpenAICompatibleCodec
+from .gemini import GeminiCodec
 from .mistral import MistralCodec
 from .ollama import OllamaCodec
 from .openai import OpenAICodec
@@ -19,6 +20,7 @@ __all__ = [
     "AzureOpenAICodec",
     "Codec",
     "EmbeddingResult",
+    "GeminiCodec",
     "HttpRequest",
     "MistralCodec",
     "OllamaCodec",
