@@ -23,7 +23,6 @@ from embedguard import (
     EmbeddingClient,
     InputValidationError,
     ModelNotFoundError,
-    ProviderProfile,
     ProviderTimeoutError,
     RateLimitError,
     ResponseValidationError,
@@ -153,6 +152,17 @@ def test_per_call_and_profile_task_types(server: EmbeddingServer) -> None:
     ]  # fmt: skip
 
 
+def test_queries_and_documents_are_cached_apart(server: EmbeddingServer) -> None:
+    """With a cache, a text embedded as a document is sent again as a query, not reused."""
+    profile = gemini(server)
+    with EmbeddingClient(profile, api_key=KEY, environ={}, cache="memory") as c:
+        c.embed(["x"])
+        c.embed_query("x")
+        c.embed(["x"])
+        c.embed_query("x")
+    assert tasks(server.requests) == [{"RETRIEVAL_DOCUMENT"}, {"RETRIEVAL_QUERY"}]
+
+
 def test_unknown_task_types_are_refused_before_any_request(server: EmbeddingServer) -> None:
     """A per-call type Gemini lacks: InputValidationError; in a profile: ConfigurationError."""
     with client(server) as c, pytest.raises(InputValidationError, match="SEMANTIC_SIMILARITY"):
@@ -219,40 +229,6 @@ def test_llamaindex_single_text_is_a_document(server: EmbeddingServer) -> None:
     finally:
         adapter.close()
     assert tasks(server.requests) == [{"RETRIEVAL_DOCUMENT"}]
-
-
-# -- configuration -----------------------------------------------------------------------------
-def test_keys_and_base_url_from_the_environment(server: EmbeddingServer) -> None:
-    """GOOGLE_API_KEY wins over GEMINI_API_KEY; GOOGLE_GEMINI_BASE_URL is read."""
-    profile = fast(profiles.gemini(dimensions=D))
-    base = {"GOOGLE_GEMINI_BASE_URL": server.base_url("gemini")}
-    for env in ({"GOOGLE_API_KEY": KEY, "GEMINI_API_KEY": "other"}, {"GEMINI_API_KEY": KEY}):
-        with EmbeddingClient(profile, environ={**base, **env}) as c:
-            c.embed(["x"])
-    assert [r.headers["x-goog-api-key"] for r in server.requests] == [KEY, KEY]
-
-
-def test_missing_key_and_bad_settings_are_configuration_errors() -> None:
-    """No key names both variables; sizes the model cannot produce and bad ids are refused."""
-    with pytest.raises(ConfigurationError, match="GOOGLE_API_KEY or GEMINI_API_KEY") as info:
-        EmbeddingClient(profiles.gemini(), environ={})
-    assert info.value.field == "api_key"
-    for bad in (profiles.gemini(dimensions=4096), profiles.gemini("embedding-001", dimensions=256)):
-        with pytest.raises(ConfigurationError) as sized:
-            EmbeddingClient(bad, api_key=KEY, environ={})
-        assert sized.value.field == "dimensions"
-    with pytest.raises(ConfigurationError):
-        profiles.gemini("models/a:b")
-    with pytest.raises(ConfigurationError):
-        EmbeddingClient(ProviderProfile(provider="gemini", model="x/y"), api_key=KEY, environ={})
-
-
-def test_a_versioned_base_url_is_used_as_is(server: EmbeddingServer) -> None:
-    """A base URL ending in /v1 selects that API version instead of v1beta."""
-    profile = fast(profiles.gemini(base_url=server.base_url("gemini") + "/v1", dimensions=D))
-    with EmbeddingClient(profile, api_key=KEY, environ={}) as c:
-        c.embed(["x"])
-    assert server.requests[0].path == "/gemini/v1/models/gemini-embedding-001:batchEmbedContents"
 
 
 # -- errors ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
+from embedguard import profiles
 from embedguard.core.config import ProviderProfile
 from embedguard.core.errors import (
     AuthenticationError,
@@ -99,6 +100,57 @@ def test_non_strings_and_bad_task_types_are_refused() -> None:
         codec().build_request(["a"], "search_document")
     with pytest.raises(ConfigurationError):
         codec(document_input_type="passage")
+
+
+def test_keys_and_base_url_from_the_environment() -> None:
+    """GOOGLE_API_KEY wins over GEMINI_API_KEY; GOOGLE_GEMINI_BASE_URL is the API root."""
+    profile = ProviderProfile(provider="gemini", model="gemini-embedding-001")
+    base = {"GOOGLE_GEMINI_BASE_URL": "http://proxy.internal:8080/"}
+    for env in ({"GOOGLE_API_KEY": KEY, "GEMINI_API_KEY": "other"}, {"GEMINI_API_KEY": KEY}):
+        request = make_codec(profile, environ={**base, **env}).build_request(["x"])
+        assert request.headers["x-goog-api-key"] == KEY
+        assert request.url == (
+            "http://proxy.internal:8080/v1beta/models/gemini-embedding-001:batchEmbedContents"
+        )
+
+
+def test_a_versioned_base_url_is_used_as_is() -> None:
+    """A base URL ending in /v1 selects that API version instead of v1beta."""
+    built = codec(base_url="https://generativelanguage.googleapis.com/v1")
+    assert built.url.endswith("/v1/models/gemini-embedding-001:batchEmbedContents")
+
+
+def test_missing_key_and_bad_settings_are_configuration_errors() -> None:
+    """No key names both variables; sizes the model cannot produce and bad ids are refused."""
+    with pytest.raises(ConfigurationError, match="GOOGLE_API_KEY or GEMINI_API_KEY") as info:
+        make_codec(profiles.gemini(), environ={})
+    assert info.value.field == "api_key"
+    for bad in (profiles.gemini(dimensions=4096), profiles.gemini("embedding-001", dimensions=256)):
+        with pytest.raises(ConfigurationError) as sized:
+            make_codec(bad, api_key=KEY, environ={})
+        assert sized.value.field == "dimensions"
+    with pytest.raises(ConfigurationError):
+        profiles.gemini("models/a:b")
+    with pytest.raises(ConfigurationError) as model:
+        make_codec(ProviderProfile(provider="gemini", model="x/y"), api_key=KEY, environ={})
+    assert model.value.field == "model"
+
+
+def test_profile_defaults() -> None:
+    """profiles.gemini: 100 texts per request, 2,048 tokens per text (8,192 for
+    gemini-embedding-2), native 3072 d for gemini-embedding-001, tier-1 assumed limits."""
+    default = profiles.gemini()
+    assert (default.model, default.dimensions, default.batching.max_inputs) == (
+        "gemini-embedding-001", 3072, 100
+    )  # fmt: skip
+    assert default.batching.max_tokens_per_input == 2048
+    assert profiles.gemini("models/gemini-embedding-2").batching.max_tokens_per_input == 8192
+    assert profiles.gemini("gemini-embedding-2").dimensions is None  # learned from the reply
+    limit = profiles.assumed_rate_limit("gemini")
+    assert limit is not None and (limit.requests_per_minute, limit.tokens_per_minute) == (
+        3000, 1_000_000
+    )  # fmt: skip
+    assert profiles.get("gemini", dimensions=768) == profiles.gemini(dimensions=768)
 
 
 # -- responses ---------------------------------------------------------------------------------
