@@ -57,9 +57,9 @@ class Route:
 
 def match_route(path: str) -> Route | None:
     """The route serving ``path``, or ``None`` (404)."""
-    from ._wire_gemini import match_gemini  # the wire modules import this one
-
     if path.startswith("/gemini/"):
+        from ._wire_gemini import match_gemini  # imported here: it imports this module
+
         return match_gemini(path)
     if path == "/v1/embeddings":
         return Route("openai")
