@@ -21,6 +21,7 @@ openai         60  3  1.0    2048  3000  1,000,000  1024  20  75% of 20, 10, 2, 
 azure          90  4  2.0    2048   300    300,000  1024  15  75% of 20, 10, 3, 60, 3
 mistral        30  3  0.5     128   100    100,000   512  10  75% of 20, 10, 2, 20, 2
 cohere         60  3  1.0      96  2000          -  1024  20  75% of 20, 10, 2, 30, 3
+gemini         60  4  1.0     100  3000  1,000,000  1024  10  75% of 20, 10, 2, 30, 3
 local          10  2  0.1      32     -          -  2048   5  off
 ollama /       60  2  0.1      32     -          -  2048   5  off
 compatible
@@ -59,6 +60,7 @@ __all__ = [
     "assumed_rate_limit",
     "azure",
     "cohere",
+    "gemini",
     "get",
     "local",
     "mistral",
@@ -104,6 +106,7 @@ _ASSUMED_RATE_LIMITS: dict[str, RateLimit] = {
     # Production keys' published embed limit; Cohere publishes no token limit. Trial keys state
     # theirs (100/min) in x-trial-endpoint-call-limit, which replaces this guess.
     "cohere": RateLimit(requests_per_minute=2000),
+    "gemini": RateLimit(requests_per_minute=3000, tokens_per_minute=1_000_000),
 }
 
 
@@ -196,6 +199,43 @@ def cohere(model: str = _COHERE, **overrides: Any) -> ProviderProfile:
     return _build(defaults, overrides, named=model != _COHERE)
 
 
+def gemini(model: str = "gemini-embedding-001", **overrides: Any) -> ProviderProfile:
+    """Google's Gemini API ``batchEmbedContents`` (key from ``GOOGLE_API_KEY``, else
+    ``GEMINI_API_KEY``; base URL from ``GOOGLE_GEMINI_BASE_URL``).
+
+    ``model`` may be given as ``models/x`` or ``x``. Requests hold at most 100 texts (the API's
+    cap) of at most 2,048 tokens each (8,192 for gemini-embedding-2). ``embed_query`` sends
+    ``RETRIEVAL_QUERY``, ``embed`` ``RETRIEVAL_DOCUMENT``. gemini-embedding-001 returns 3072
+    dimensions; ``dimensions=768`` (or 1536...) asks for fewer, and those vectors are not
+    unit-length: normalise them before a dot-product index (cosine similarity is unaffected).
+    The assumed limits are tier 1's (3,000 requests and 1,000,000 tokens per minute); the API
+    states none in its headers, and its 429s carry the wait to honour in the body.
+    """
+    from .providers.gemini import (
+        GEMINI_MAX_INPUT_TOKENS,
+        GEMINI_NATIVE_DIMENSIONS,
+        gemini_model_id,
+    )
+
+    try:
+        model_id = gemini_model_id(model)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc), field="model", provider="gemini") from None
+    native = GEMINI_NATIVE_DIMENSIONS.get(model_id)
+    defaults: dict[str, Any] = {
+        "provider": "gemini",
+        "model": model_id,
+        "dimensions": None if native is None else native.size,
+        "timeouts": Timeouts(request=60.0, connect=5.0),
+        "pool_size": 10,
+        "retry": RetryPolicy(max_retries=4, initial_delay=1.0),
+        "batching": BatchPolicy(
+            max_inputs=100, max_tokens_per_input=GEMINI_MAX_INPUT_TOKENS.get(model_id, 2048)
+        ),
+    }
+    return _build(defaults, overrides, named=model_id != "gemini-embedding-001")
+
+
 def ollama(model: str = _OLLAMA, **overrides: Any) -> ProviderProfile:
     """A local Ollama server's native ``/api/embed`` (no key; host from ``OLLAMA_HOST``)."""
     defaults = {"provider": "ollama", "model": model, **_LOCAL_SERVER}
@@ -229,6 +269,7 @@ _BUILTIN: dict[str, Callable[..., ProviderProfile]] = {
     "azure": azure,
     "mistral": mistral,
     "cohere": cohere,
+    "gemini": gemini,
     "ollama": ollama,
     "openai_compatible": openai_compatible,
     "local": local,

@@ -23,6 +23,7 @@ from ._http import HttpReply, HttpRequest, Respond
 from ._ratelimit import TokenBuckets
 from ._replies import Replies
 from ._routes import EmbedCall, Limits, Route, extract_inputs, match_route, parse_call
+from ._wire_gemini import bad_key_error
 
 __all__ = ["Engine", "RecordedRequest", "decode_body"]
 
@@ -188,7 +189,11 @@ class Engine:
         key = self._require_key
         if key is None:
             return True
-        return headers.get("authorization") == f"Bearer {key}" or headers.get("api-key") == key
+        return (
+            headers.get("authorization") == f"Bearer {key}"
+            or headers.get("api-key") == key
+            or headers.get("x-goog-api-key") == key  # Gemini
+        )
 
     def _plan(self, request: HttpRequest, received_at: float) -> tuple[_Plan, RecordedRequest]:
         route = match_route(request.path)
@@ -225,6 +230,8 @@ class Engine:
             error = ErrorSpec(405, f"Method {request.method} not allowed; use POST.")
         elif not self._authorized(request.headers):
             error = status_error(401, model)
+            if route.provider == "gemini":
+                error = bad_key_error(request.headers)
         elif decode_error is not None:
             error = decode_error
         else:

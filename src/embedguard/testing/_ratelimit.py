@@ -174,6 +174,8 @@ def retry_headers(provider: str, seconds: float, *, ms: bool = False) -> list[tu
     providers send ``retry-after`` in decimal seconds, or ``retry-after-ms`` when ``ms`` is set.
     """
     millis = str(math.ceil(seconds * 1000))
+    if provider == "gemini":
+        return []  # the wait is in the body (google.rpc.RetryInfo), never in a header
     if provider == "azure":
         return [("retry-after", str(math.ceil(seconds))), ("retry-after-ms", millis)]
     if ms:

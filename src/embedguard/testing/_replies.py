@@ -34,7 +34,7 @@ class Replies:
         bits = self._rng.getrandbits(128)
         if provider == "openai":
             return [("x-request-id", f"req_{bits:032x}")]
-        if provider == "ollama":
+        if provider in ("ollama", "gemini"):  # neither sends a request id
             return []
         if provider == "cohere":
             return cohere_ids(bits)

@@ -59,6 +59,10 @@ class Route:
 
 def match_route(path: str) -> Route | None:
     """The route serving ``path``, or ``None`` (404)."""
+    if path.startswith("/gemini/"):
+        from ._wire_gemini import match_gemini  # imported here: it imports this module
+
+        return match_gemini(path)
     if path == "/v1/embeddings":
         return Route("openai")
     if path == "/mistral/v1/embeddings":
@@ -110,6 +114,10 @@ def extract_inputs(route: Route, body: Any) -> tuple[str, ...]:
     """The string inputs of a request body, best effort (for the request log)."""
     if not isinstance(body, dict):
         return ()
+    if route.provider == "gemini":
+        from ._wire_gemini import gemini_inputs
+
+        return gemini_inputs(body)
     raw = body.get("texts" if route.provider == "cohere" else "prompt" if route.legacy else "input")
     if isinstance(raw, str):
         return (raw,)
@@ -165,6 +173,11 @@ def parse_call(
             return wire
         return EmbedCall(route, wire.model, wire.inputs, wire.dimensions, False, wire.tokens,
                          None, limits.vectors, wire)  # fmt: skip
+    if route.provider == "gemini":
+        from ._wire_gemini import GeminiRoute, parse_gemini_call
+
+        assert isinstance(route, GeminiRoute)
+        return parse_gemini_call(route, body, limits)
     api_version = query.get("api-version")
     if route.deployment is not None and not api_version:
         return ErrorSpec(400, "Missing required query parameter 'api-version'.")
@@ -205,6 +218,11 @@ def parse_call(
 def error_body(route: Route | None, spec: ErrorSpec, api_version: str | None = None) -> bytes:
     """The serialized error body of ``spec`` in ``route``'s wire shape (OpenAI when unknown)."""
     provider = "openai" if route is None else route.provider
+    if provider == "gemini":
+        from ._wire_gemini import GeminiRoute, gemini_error_body
+
+        assert isinstance(route, GeminiRoute)
+        return orjson.dumps(gemini_error_body(route, spec))
     return orjson.dumps(shape_error(provider, spec, api_version=api_version))
 
 
@@ -267,6 +285,10 @@ def render(call: EmbedCall, fault: str | None, rng: random.Random, elapsed_ns: i
     elif isinstance(call.wire, CohereRequest):
         floats = [_float_row(matrix, r, nan_row) for r in rows]
         payload = cohere_payload(call.wire, matrix, rows, floats, nan_row, fault, rng)
+    elif provider == "gemini":
+        from ._wire_gemini import gemini_payload
+
+        payload = gemini_payload(call, [_float_row(matrix, r, nan_row) for r in rows], fault)
     elif provider == "mistral":
         payload = {
             "id": rng.getrandbits(128).to_bytes(16, "big").hex(),

@@ -28,7 +28,8 @@ class EmbeddingServer:
     thread, and speaks the OpenAI (``/v1/embeddings``), Azure OpenAI
     (``/openai/deployments/{deployment}/embeddings?api-version=...`` and
     ``/openai/v1/embeddings``), Mistral (``/mistral/v1/embeddings``), Ollama (``/api/embed``,
-    legacy ``/api/embeddings``) and Cohere (``/cohere/v2/embed``) wire formats. Each vector is
+    legacy ``/api/embeddings``), Cohere (``/cohere/v2/embed``) and Gemini
+    (``/gemini/v1beta/models/{model}:batchEmbedContents``) wire formats. Each vector is
     ``deterministic_vector(text, d)`` (pseudo-random per text), or with ``vectors="lexical"``
     ``lexical_vectors([text], d)[0]``, so that texts sharing words are close and retrieval over
     the vectors is meaningful.
@@ -55,7 +56,8 @@ class EmbeddingServer:
         accept_gzip: when false, a gzip request body gets 415.
         rate_limit_rpm: requests per minute allowed (token bucket), else 429.
         rate_limit_tpm: tokens per minute allowed (token bucket), else 429.
-        require_key: when set, 401 unless ``Authorization: Bearer <key>`` or ``api-key: <key>``.
+        require_key: when set, 401 unless ``Authorization: Bearer <key>``, ``api-key: <key>``
+            or ``x-goog-api-key: <key>`` (Gemini answers a wrong key with 400, none with 403).
         seed: seeds request ids and the random parts of faults.
         max_input_tokens: when set, an input with more tokens gets the provider's 400 context
             length error (Ollama truncates unless ``truncate`` is false).
@@ -211,7 +213,8 @@ class EmbeddingServer:
         ``"openai"`` / ``"openai_compatible"``: ``{url}/v1``; ``"mistral"``:
         ``{url}/mistral/v1``; ``"cohere"``: ``{url}/cohere`` (its client adds ``/v2/embed``);
         ``"ollama"`` and ``"azure"``: ``{url}`` (the Azure client adds
-        ``/openai/deployments/{deployment}/embeddings?api-version=...`` or ``/openai/v1/...``).
+        ``/openai/deployments/{deployment}/embeddings?api-version=...`` or ``/openai/v1/...``);
+        ``"gemini"``: ``{url}/gemini`` (the client adds ``/v1beta/models/{model}:...``).
         """
         suffix = {"openai": "/v1", "openai_compatible": "/v1", "mistral": "/mistral/v1",
                   "cohere": "/cohere"}  # fmt: skip
@@ -219,6 +222,8 @@ class EmbeddingServer:
             return self.url + suffix[provider]
         if provider in {"ollama", "azure"}:
             return self.url
+        if provider == "gemini":
+            return self.url + "/gemini"  # the client adds /v1beta/models/{model}:...
         raise ValueError(f"unknown provider {provider!r}")
 
     def script(self, *faults: Fault) -> None:

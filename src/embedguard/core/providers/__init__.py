@@ -11,6 +11,7 @@ from .azure import AzureOpenAICodec
 from .base import Codec, EmbeddingResult, HttpRequest, RateLimitInfo
 from .cohere import CohereCodec
 from .compatible import OpenAICompatibleCodec
+from .gemini import GeminiCodec
 from .mistral import MistralCodec
 from .ollama import OllamaCodec
 from .openai import OpenAICodec
@@ -21,6 +22,7 @@ __all__ = [
     "Codec",
     "CohereCodec",
     "EmbeddingResult",
+    "GeminiCodec",
     "HttpRequest",
     "MistralCodec",
     "OllamaCodec",

@@ -71,6 +71,10 @@ def make_codec(
         from .cohere import CohereCodec
 
         return CohereCodec(profile, api_key=api_key, environ=env)
+    if profile.provider == "gemini":
+        from .gemini import GeminiCodec
+
+        return GeminiCodec(profile, api_key=api_key, environ=env)
     raise ConfigurationError(
         f"the {profile.provider!r} provider runs in-process and has no HTTP codec; "
         "in-process models are not available yet",
