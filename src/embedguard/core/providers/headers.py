@@ -227,4 +227,8 @@ def rate_limit_info(provider: str, headers: Mapping[str, str]) -> RateLimitInfo 
     lowered = lower_headers(headers)
     if provider == "mistral":
         return mistral_rate_limit(lowered)
+    if provider == "voyage":
+        from .voyage import voyage_rate_limit  # its free-tier warning header
+
+        return voyage_rate_limit(lowered)
     return openai_rate_limit(lowered)
