@@ -195,5 +195,9 @@ def shape_error(
         return _mistral(spec)
     if provider == "ollama":
         return _ollama(spec)
+    if provider == "voyage":
+        from ._wire_voyage import voyage_error_body
+
+        return voyage_error_body(spec)
     error = {"message": spec.message, "type": spec.type, "param": None, "code": spec.code}
     return {"error": error}

@@ -35,6 +35,8 @@ class Replies:
             return [("x-request-id", f"req_{bits:032x}")]
         if provider == "ollama":
             return []
+        if provider == "voyage":
+            return [("x-request-id", f"{bits:032x}")]
         request_id = str(uuid.UUID(int=bits, version=4))
         if provider == "azure":
             return [("x-request-id", request_id), ("apim-request-id", request_id)]

@@ -208,10 +208,13 @@ class EmbeddingServer:
         """The base URL a client of ``provider`` should be given.
 
         ``"openai"`` / ``"openai_compatible"``: ``{url}/v1``; ``"mistral"``:
-        ``{url}/mistral/v1``; ``"ollama"`` and ``"azure"``: ``{url}`` (the Azure client adds
+        ``{url}/mistral/v1``; ``"voyage"``: ``{url}/voyage/v1`` (vectors of the model's native
+        size or ``output_dimension``, not ``dimensions``: see ``_wire_voyage``); ``"ollama"`` and
+        ``"azure"``: ``{url}`` (the Azure client adds
         ``/openai/deployments/{deployment}/embeddings?api-version=...`` or ``/openai/v1/...``).
         """
-        suffix = {"openai": "/v1", "openai_compatible": "/v1", "mistral": "/mistral/v1"}
+        suffix = {"openai": "/v1", "openai_compatible": "/v1", "mistral": "/mistral/v1",
+                  "voyage": "/voyage/v1"}  # fmt: skip
         if provider in suffix:
             return self.url + suffix[provider]
         if provider in {"ollama", "azure"}:
