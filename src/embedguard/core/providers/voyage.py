@@ -106,7 +106,9 @@ FLEXIBLE_SIZES = (256, 512, 1024, 2048)
 _WIRE_DTYPES = {"float32": None, "int8": "int8", "uint8": "uint8", "binary": "binary",
                 "ubinary": "ubinary"}  # fmt: skip
 _INPUT_TYPES = frozenset({"query", "document"})
-_NO_INPUT_TYPE = "none"  # sent as null: Voyage embeds the text without a retrieval prompt
+# Sent as null: Voyage embeds the text without a retrieval prompt. A profile spells it "null"
+# (in profiles, as in TOML and the environment, the string "none" means the field is unset).
+_NO_INPUT_TYPE = frozenset({"null", "none"})
 # Voyage's 400 texts (FastAPI "detail"), as recorded or quoted in public issue threads.
 _UNSUPPORTED_MODEL = re.compile(r"^Model \S+ is not supported")
 _ITEM_TOO_LONG = re.compile(r"examples? at ind(?:ex|ices|exes) (\d{1,9})\b.*too many tokens")
@@ -241,9 +243,9 @@ def _output_dimension(profile: ProviderProfile, spec: VoyageModel | None) -> int
 
 def _check_input_type(profile: ProviderProfile, field: str) -> None:
     value = getattr(profile, field)
-    if value is not None and value not in _INPUT_TYPES | {_NO_INPUT_TYPE}:
+    if value is not None and value not in _INPUT_TYPES | _NO_INPUT_TYPE:
         raise ConfigurationError(
-            f"Voyage input types are 'query', 'document' or 'none' (sent as null), not {value!r}",
+            f"Voyage input types are 'query', 'document' or 'null', not {value!r}",
             field=field,
             provider=profile.name,
         )
@@ -255,12 +257,12 @@ class VoyageCodec(JsonCodec):
     Key from ``api_key``, the profile's ``api_key_env``, the file named by
     ``VOYAGE_API_KEY_PATH`` or ``VOYAGE_API_KEY``; base URL from the profile, ``VOYAGE_BASE_URL``,
     else ``https://api.voyageai.com/v1`` (``https://ai.mongodb.com/v1`` for an Atlas ``al-``
-    key). ``embed_query`` sends ``input_type: "query"``, ``embed`` ``"document"``; a per-call
-    (or profile) ``"none"`` sends ``null``. ``dimensions`` other than the native size is sent as
-    ``output_dimension`` (256/512/1024/2048 on the flexible models: voyage-4 and 3.5 families,
-    voyage-3-large, voyage-code-3); a compact ``dtype`` is sent as ``output_dtype`` and offered
-    on those models only. Vectors come as base64 unless the profile's ``encoding_format`` is
-    ``"float"`` (JSON numbers).
+    key). ``embed_query`` sends ``input_type: "query"``, ``embed`` ``"document"``; the input
+    type ``"null"`` (per call also ``"none"``) sends ``null``: no retrieval prompt.
+    ``dimensions`` other than the native size is sent as ``output_dimension`` (256/512/1024/2048
+    on the flexible models: the voyage-4 and 3.5 families, voyage-3-large, voyage-code-3); a
+    compact ``dtype`` is sent as ``output_dtype`` and offered on those models only. Vectors
+    come as base64 unless the profile's ``encoding_format`` is ``"float"`` (JSON numbers).
 
     Example::
 
@@ -306,16 +308,16 @@ class VoyageCodec(JsonCodec):
         super().__init__(profile, url=f"{base}/embeddings", fields=fields, key=key)
 
     def _body(self, inputs: list[str], input_type: str | None) -> dict[str, Any]:
-        """``input``, ``model``, ``input_type`` (``"none"``: null), then the other fields.
+        """``input``, ``model``, ``input_type`` (``"null"`` or ``"none"``: null), then the rest.
 
         Raises:
             InputValidationError: A per-call input type Voyage does not take.
         """
-        if input_type == _NO_INPUT_TYPE:
+        if input_type in _NO_INPUT_TYPE:
             input_type = None
         elif input_type not in _INPUT_TYPES:
             raise InputValidationError(
-                f"Voyage input types are 'query', 'document' or 'none', not {input_type!r}",
+                f"Voyage input types are 'query', 'document' or 'null', not {input_type!r}",
                 provider=self.name,
             )
         return {"input": inputs, "model": self.model, "input_type": input_type, **self._fields}
