@@ -1,4 +1,8 @@
-"""The committed cassettes are exactly what tools/make_cassettes.py writes, and stay small."""
+"""The committed cassettes are exactly what the generators write, and stay small.
+
+``tools/make_cassettes.py`` writes the first providers' folders; a provider added later may have
+its own ``tools/make_cassettes_<provider>.py``, which writes ``cassettes/<provider>/``.
+"""
 
 import gzip
 import importlib.util
@@ -11,16 +15,28 @@ import yaml
 from .conftest import CASSETTES, ROOT
 
 PROVIDERS = {"openai", "azure", "mistral", "ollama", "openai_compatible"}
+OWN_GENERATORS = {
+    path.stem.removeprefix("make_cassettes_"): path
+    for path in sorted((ROOT / "tools").glob("make_cassettes_*.py"))
+}
 
 
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "make_cassettes", ROOT / "tools" / "make_cassettes.py"
-    )
+def _generator(path: Path = ROOT / "tools" / "make_cassettes.py") -> ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _generated() -> dict[str, str]:
+    """Every cassette the generators write: path relative to ``cassettes/`` -> YAML text."""
+    out: dict[str, str] = dict(_generator().cassettes())
+    for provider, path in OWN_GENERATORS.items():
+        own = _generator(path).cassettes()
+        assert all(name.startswith(f"{provider}/") for name in own), path
+        out.update(own)
+    return out
 
 
 def _decoded(text: str) -> Any:
@@ -35,7 +51,7 @@ def _decoded(text: str) -> Any:
 
 def test_committed_cassettes_match_the_generator():
     """Regenerating gives the committed files: same set, same interactions, same bodies."""
-    generated: dict[str, str] = _generator().cassettes()
+    generated = _generated()
     committed = {
         str(p.relative_to(CASSETTES)): p.read_text("utf-8") for p in CASSETTES.rglob("*.yaml")
     }
@@ -59,23 +75,22 @@ def test_framing_headers_agree_with_the_bodies():
 
 
 def test_generator_is_deterministic():
-    """Two runs of the generator produce byte-identical cassettes."""
-    module = _generator()
-    assert module.cassettes() == module.cassettes()
+    """Two runs of the generators produce byte-identical cassettes."""
+    assert _generated() == _generated()
 
 
 def test_one_folder_per_provider_and_small():
     """cassettes/ holds one folder per provider and stays under 1 MB in all."""
     folders = {p.name for p in CASSETTES.iterdir() if p.is_dir()}
-    assert folders == PROVIDERS
+    assert folders == PROVIDERS | set(OWN_GENERATORS)
     total = sum(p.stat().st_size for p in CASSETTES.rglob("*") if p.is_file())
     assert total < 1_000_000, f"cassettes/ is {total} bytes"
-    assert all(any((CASSETTES / f).glob("*.yaml")) for f in PROVIDERS)
+    assert all(any((CASSETTES / f).glob("*.yaml")) for f in folders)
 
 
 def test_generator_writes_where_told(tmp_path: Path):
     """``main(["--out", DIR])`` writes every cassette under DIR, in the provider folders."""
-    module = _generator()
-    assert module.main(["--out", str(tmp_path)]) == 0
+    for path in [ROOT / "tools" / "make_cassettes.py", *OWN_GENERATORS.values()]:
+        assert _generator(path).main(["--out", str(tmp_path)]) == 0
     written = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.yaml")}
-    assert written == set(module.cassettes())
+    assert written == set(_generated())
