@@ -17,6 +17,7 @@ from embedguard import (
     ContextLengthError,
     InputValidationError,
     ModelNotFoundError,
+    ProviderProfile,
     ResponseValidationError,
     ServerError,
     profiles,
@@ -106,6 +107,12 @@ def test_profile_defaults_follow_the_model() -> None:
     assert lite.batching.max_inputs == 1000
     assert profiles.voyage("voyage-5-preview").dimensions is None
     assert profiles.voyage().evolve(model="voyage-code-2").dimensions == 1536
+    assert (
+        ProviderProfile.from_dict({"provider": "voyage", "model": "voyage-3-lite"}).dimensions
+        == 512
+    )
+    typed = profiles.voyage("voyage-3-large", dtype="int8", query_input_type="null")
+    assert ProviderProfile.from_toml(typed.to_toml()) == typed
 
 
 def test_truncation_and_encoding_can_be_changed() -> None:
