@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from embedguard import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
     ContextLengthError,
+    EmbedGuardError,
     InputValidationError,
     ModelNotFoundError,
     ProviderProfile,
@@ -284,3 +288,56 @@ def test_the_model_table_is_consistent() -> None:
     for name, spec in VOYAGE_MODELS.items():
         assert spec.max_tokens_per_input <= spec.max_tokens_per_request, name
         assert not spec.flexible or spec.size == 1024, name
+
+
+# -- fuzzing -----------------------------------------------------------------------------------
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.text(max_size=8),
+    st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([-129, 128, 255, 256, 1e39]),
+)  # fmt: skip
+_ROW = st.one_of(
+    st.lists(st.integers(-130, 260), min_size=1, max_size=4),
+    st.lists(_SCALARS, min_size=1, max_size=4),
+    st.binary(min_size=1, max_size=16).map(lambda b: base64.b64encode(b).decode()),
+    st.text(max_size=12),
+    _SCALARS,
+)
+_ITEM = st.fixed_dictionaries(
+    {"embedding": _ROW},
+    optional={"index": st.one_of(st.integers(-1, 3), _SCALARS), "object": st.text(max_size=9)},
+)
+_DOC = st.fixed_dictionaries(
+    {"data": st.one_of(st.lists(_ITEM, max_size=4), _SCALARS)},
+    optional={"usage": st.dictionaries(st.sampled_from(["total_tokens", "x"]), _SCALARS),
+              "model": _SCALARS, "detail": _SCALARS, "error": _SCALARS},
+)  # fmt: skip
+_WIRES = [("float32", "base64"), ("float32", "float"), ("int8", "float"), ("uint8", "base64"),
+          ("ubinary", "float")]  # fmt: skip
+_FUZZED = {wire: _codec(dtype=wire[0], encoding_format=wire[1]) for wire in _WIRES}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    wire=st.sampled_from(_WIRES),
+    doc=_DOC,
+    status=st.sampled_from([200, 201, 400, 401, 404, 422, 429, 500, 503]),
+    n=st.integers(1, 3),
+    dimensions=st.sampled_from([None, 1, 2, 3]),
+)
+def test_any_body_is_a_valid_array_or_a_typed_error(
+    wire: tuple[str, str], doc: dict[str, Any], status: int, n: int, dimensions: int | None
+) -> None:
+    """Whatever the body and status, parsing gives n finite in-range rows or an EmbedGuardError."""
+    codec, dtype = _FUZZED[wire], wire[0]
+    try:
+        result = codec.parse_response(
+            status, {}, json.dumps(doc).encode(), n_inputs=n, dimensions=dimensions
+        )
+    except EmbedGuardError:
+        return
+    vectors = result.vectors
+    assert 200 <= status < 300 and vectors.dtype == np.float32 and vectors.shape[0] == n
+    assert np.isfinite(vectors).all() and (dimensions is None or vectors.shape[1] == dimensions)
+    if dtype != "float32":
+        low, high = (-128, 127) if dtype == "int8" else (0, 255)
+        assert (vectors == np.rint(vectors)).all() and low <= vectors.min() <= vectors.max() <= high
