@@ -153,7 +153,7 @@ class GuardedEmbedding(BatchedEmbedding, ClientHealth):
 
     # One text is a document (the provider's document input type), not a query.
     def _get_text_embedding(self, text: str) -> Embedding:
-        return self._get_text_embeddings([text])[0]
+        return self._get_text_embeddings([text])[0]  # a document: the provider's document type
 
     async def _aget_text_embedding(self, text: str) -> Embedding:
         return (await self._aget_text_embeddings([text]))[0]

@@ -22,6 +22,7 @@ azure          90  4  2.0    2048   300    300,000  1024  15  75% of 20, 10, 3, 
 mistral        30  3  0.5     128   100    100,000   512  10  75% of 20, 10, 2, 20, 2
 cohere         60  3  1.0      96  2000          -  1024  20  75% of 20, 10, 2, 30, 3
 gemini         60  4  1.0     100  3000  1,000,000  1024  10  75% of 20, 10, 2, 30, 3
+voyage         60  3  1.0    1000  2000  3,000,000  1024  10  75% of 20, 10, 2, 30, 3
 local          10  2  0.1      32     -          -  2048   5  off
 ollama /       60  2  0.1      32     -          -  2048   5  off
 compatible
@@ -68,6 +69,7 @@ __all__ = [
     "ollama",
     "openai",
     "openai_compatible",
+    "voyage",
 ]
 
 MODEL_DIMENSIONS: dict[str, int] = {
@@ -107,6 +109,9 @@ _ASSUMED_RATE_LIMITS: dict[str, RateLimit] = {
     # theirs (100/min) in x-trial-endpoint-call-limit, which replaces this guess.
     "cohere": RateLimit(requests_per_minute=2000),
     "gemini": RateLimit(requests_per_minute=3000, tokens_per_minute=1_000_000),
+    # Voyage's tier 1 (docs.voyageai.com/docs/rate-limits): 2000 RPM for every model; 3M TPM is
+    # the lowest model's (voyage-3-large, voyage-code-3; 8M for voyage-3, 16M for voyage-3-lite).
+    "voyage": RateLimit(requests_per_minute=2000, tokens_per_minute=3_000_000),
 }
 
 
@@ -252,6 +257,31 @@ def openai_compatible(model: str, **overrides: Any) -> ProviderProfile:
     return _build(defaults, overrides, named=True)
 
 
+def voyage(model: str = "voyage-3.5", **overrides: Any) -> ProviderProfile:
+    """Voyage AI's ``/v1/embeddings`` (key from ``VOYAGE_API_KEY``).
+
+    ``embed_query`` sends ``input_type: "query"`` and ``embed`` ``"document"``. A request holds
+    at most 1,000 texts and the model's token cap (1M for the -lite models, 320K for voyage-4 /
+    3.5, 120K for the large, code, finance and law models), one text at most the model's
+    context (32K tokens for current models); ``dimensions`` is the model's native size.
+    """
+    from .providers.voyage import voyage_model
+
+    spec = voyage_model(model)
+    defaults: dict[str, Any] = {
+        "provider": "voyage",
+        "model": model,
+        "dimensions": spec.size or None,
+        "pool_size": 10,
+        "batching": BatchPolicy(
+            max_inputs=1000,
+            max_tokens_per_request=spec.max_tokens_per_request,
+            max_tokens_per_input=spec.max_tokens_per_input,
+        ),
+    }
+    return _build(defaults, overrides, named=model != "voyage-3.5")
+
+
 def local(model: str = _LOCAL, **overrides: Any) -> ProviderProfile:
     """An in-process model (sentence-transformers); no network, no rate limit, breaker off."""
     defaults = {
@@ -273,6 +303,7 @@ _BUILTIN: dict[str, Callable[..., ProviderProfile]] = {
     "ollama": ollama,
     "openai_compatible": openai_compatible,
     "local": local,
+    "voyage": voyage,
 }
 
 

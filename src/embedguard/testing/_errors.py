@@ -199,5 +199,9 @@ def shape_error(
         from ._wire_cohere import cohere_error_body  # it imports this module
 
         return cohere_error_body(spec)
+    if provider == "voyage":
+        from ._wire_voyage import voyage_error_body
+
+        return voyage_error_body(spec)
     error = {"message": spec.message, "type": spec.type, "param": None, "code": spec.code}
     return {"error": error}

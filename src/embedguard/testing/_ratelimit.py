@@ -140,6 +140,10 @@ class TokenBuckets:
 
 def rate_headers(provider: str, decision: RateDecision) -> list[tuple[str, str]]:
     """The ``x-ratelimit-*`` headers ``provider`` sends with every response under a limit."""
+    if provider == "voyage":
+        from ._wire_voyage import voyage_rate_headers  # none: a free-tier warning instead
+
+        return voyage_rate_headers(decision)
     out: list[tuple[str, str]] = []
     units = (
         ("requests", decision.limit_requests, decision.remaining_requests, decision.reset_requests),

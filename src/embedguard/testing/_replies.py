@@ -38,6 +38,8 @@ class Replies:
             return []
         if provider == "cohere":
             return cohere_ids(bits)
+        if provider == "voyage":
+            return [("x-request-id", f"{bits:032x}")]
         request_id = str(uuid.UUID(int=bits, version=4))
         if provider == "azure":
             return [("x-request-id", request_id), ("apim-request-id", request_id)]

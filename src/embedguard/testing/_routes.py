@@ -75,6 +75,8 @@ def match_route(path: str) -> Route | None:
         return Route("azure")
     if path == COHERE_PATH:
         return Route("cohere")
+    if path == "/voyage/v1/embeddings":
+        return Route("voyage")
     match = _AZURE_DEPLOYMENT.fullmatch(path)
     if match is not None:
         return Route("azure", deployment=match.group(1))
@@ -178,6 +180,10 @@ def parse_call(
 
         assert isinstance(route, GeminiRoute)
         return parse_gemini_call(route, body, limits)
+    if route.provider == "voyage":
+        from ._wire_voyage import parse_voyage
+
+        return parse_voyage(body, limits)
     api_version = query.get("api-version")
     if route.deployment is not None and not api_version:
         return ErrorSpec(400, "Missing required query parameter 'api-version'.")
@@ -269,6 +275,11 @@ def _float_row(matrix: npt.NDArray[np.float32], row: int, nan_row: int | None) -
 def render(call: EmbedCall, fault: str | None, rng: random.Random, elapsed_ns: int) -> bytes:
     """The 200 body for ``call``, damaged as the data fault ``fault`` says (``None``: intact)."""
     provider = call.route.provider
+    if provider == "voyage":
+        from ._wire_voyage import VoyageCall, render_voyage
+
+        assert isinstance(call, VoyageCall)
+        return render_voyage(call, fault, rng)
     matrix, nan_row = _vectors(call, fault, rng)
     rows, indices = _order(len(call.inputs), fault, rng, provider in ("ollama", "cohere"))
     payload: dict[str, Any]

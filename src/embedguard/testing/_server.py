@@ -212,12 +212,14 @@ class EmbeddingServer:
 
         ``"openai"`` / ``"openai_compatible"``: ``{url}/v1``; ``"mistral"``:
         ``{url}/mistral/v1``; ``"cohere"``: ``{url}/cohere`` (its client adds ``/v2/embed``);
-        ``"ollama"`` and ``"azure"``: ``{url}`` (the Azure client adds
+        ``"voyage"``: ``{url}/voyage/v1`` (vectors of the model's native size or
+        ``output_dimension``, not ``dimensions``: see ``_wire_voyage``); ``"ollama"`` and
+        ``"azure"``: ``{url}`` (the Azure client adds
         ``/openai/deployments/{deployment}/embeddings?api-version=...`` or ``/openai/v1/...``);
         ``"gemini"``: ``{url}/gemini`` (the client adds ``/v1beta/models/{model}:...``).
         """
         suffix = {"openai": "/v1", "openai_compatible": "/v1", "mistral": "/mistral/v1",
-                  "cohere": "/cohere"}  # fmt: skip
+                  "cohere": "/cohere", "voyage": "/voyage/v1"}  # fmt: skip
         if provider in suffix:
             return self.url + suffix[provider]
         if provider in {"ollama", "azure"}:

@@ -231,4 +231,8 @@ def rate_limit_info(provider: str, headers: Mapping[str, str]) -> RateLimitInfo 
         return cohere_rate_limit(lowered)
     if provider == "mistral":
         return mistral_rate_limit(lowered)
+    if provider == "voyage":
+        from .voyage import voyage_rate_limit  # its free-tier warning header
+
+        return voyage_rate_limit(lowered)
     return openai_rate_limit(lowered)

@@ -75,6 +75,10 @@ def make_codec(
         from .gemini import GeminiCodec
 
         return GeminiCodec(profile, api_key=api_key, environ=env)
+    if profile.provider == "voyage":
+        from .voyage import VoyageCodec
+
+        return VoyageCodec(profile, api_key=api_key, environ=env)
     raise ConfigurationError(
         f"the {profile.provider!r} provider runs in-process and has no HTTP codec; "
         "in-process models are not available yet",
