@@ -5,8 +5,9 @@ then traces the next call with :func:`sys.settrace` on every thread, recording e
 function entered (a resumed generator counts as entered again). Prints the module sequence, the
 number of distinct modules, module switches (consecutive calls in different modules) and calls::
 
-    python tools/trace_path.py            # the sync path
-    python tools/trace_path.py --async    # the async path
+    python tools/trace_path.py                     # the sync path
+    python tools/trace_path.py --async             # the async path
+    python tools/trace_path.py --provider cohere   # another wire format of the loopback server
 """
 
 from __future__ import annotations
@@ -59,10 +60,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--async", dest="use_async", action="store_true", help="trace aembed")
     parser.add_argument("--calls", action="store_true", help="print every function entered")
+    parser.add_argument("--provider", default="openai", help="a profile the loopback server speaks")
     args = parser.parse_args()
-    with EmbeddingServer(dimensions=8) as server:
-        profile = profiles.openai(base_url=server.base_url("openai"), dimensions=8)
-        client = EmbeddingClient(profile, api_key="sk-test", hooks=[])
+    with EmbeddingServer(dimensions=256) as server:
+        profile = profiles.get(
+            args.provider, base_url=server.base_url(args.provider), dimensions=256
+        )
+        client = EmbeddingClient(profile, api_key="sk-test", hooks=[], environ={})
         if args.use_async:
             loop = asyncio.new_event_loop()
             loop.run_until_complete(client.aembed(["warm up"]))
