@@ -195,5 +195,7 @@ def shape_error(
         return _mistral(spec)
     if provider == "ollama":
         return _ollama(spec)
+    if provider == "bedrock":
+        return {"message": spec.message}  # the exception name travels in x-amzn-ErrorType
     error = {"message": spec.message, "type": spec.type, "param": None, "code": spec.code}
     return {"error": error}

@@ -170,6 +170,8 @@ def retry_headers(provider: str, seconds: float, *, ms: bool = False) -> list[tu
     providers send ``retry-after`` in decimal seconds, or ``retry-after-ms`` when ``ms`` is set.
     """
     millis = str(math.ceil(seconds * 1000))
+    if provider == "bedrock":
+        return []  # a ThrottlingException states no wait
     if provider == "azure":
         return [("retry-after", str(math.ceil(seconds))), ("retry-after-ms", millis)]
     if ms:

@@ -50,7 +50,7 @@ HTML_PAGE = (
 class Route:
     """A matched embedding route; ``provider`` names its wire format."""
 
-    provider: str  # "openai", "azure", "mistral" or "ollama"
+    provider: str  # "openai", "azure", "mistral", "ollama" or "bedrock"
     legacy: bool = False  # Ollama's /api/embeddings (one prompt, one vector)
     deployment: str | None = None  # Azure's classic deployments URL
 
@@ -67,6 +67,10 @@ def match_route(path: str) -> Route | None:
         return Route("ollama", legacy=True)
     if path == "/openai/v1/embeddings":
         return Route("azure")
+    if path.startswith("/bedrock/"):
+        from ._wire_bedrock import match as bedrock_route
+
+        return bedrock_route(path)
     match = _AZURE_DEPLOYMENT.fullmatch(path)
     if match is not None:
         return Route("azure", deployment=match.group(1))
@@ -103,6 +107,10 @@ class EmbedCall:
 
 def extract_inputs(route: Route, body: Any) -> tuple[str, ...]:
     """The string inputs of a request body, best effort (for the request log)."""
+    if route.provider == "bedrock":
+        from ._wire_bedrock import inputs_of
+
+        return inputs_of(body)
     if not isinstance(body, dict):
         return ()
     raw = body.get("prompt" if route.legacy else "input")
@@ -152,6 +160,10 @@ def parse_call(
     route: Route, query: dict[str, str], body: Any, limits: Limits
 ) -> EmbedCall | ErrorSpec:
     """Validate a request body for ``route``; return the call or the error to send."""
+    if route.provider == "bedrock":
+        from ._wire_bedrock import parse_call as bedrock_call
+
+        return bedrock_call(route, body, limits)
     api_version = query.get("api-version")
     if route.deployment is not None and not api_version:
         return ErrorSpec(400, "Missing required query parameter 'api-version'.")
@@ -238,6 +250,10 @@ def _float_row(matrix: npt.NDArray[np.float32], row: int, nan_row: int | None) -
 def render(call: EmbedCall, fault: str | None, rng: random.Random, elapsed_ns: int) -> bytes:
     """The 200 body for ``call``, damaged as the data fault ``fault`` says (``None``: intact)."""
     provider = call.route.provider
+    if provider == "bedrock":
+        from ._wire_bedrock import render as bedrock_render
+
+        return bedrock_render(call, fault, rng)
     matrix, nan_row = _vectors(call, fault, rng)
     rows, indices = _order(len(call.inputs), fault, rng, provider == "ollama")
     payload: dict[str, Any]

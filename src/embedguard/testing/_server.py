@@ -27,8 +27,9 @@ class EmbeddingServer:
     It listens on ``127.0.0.1`` on an ephemeral port, in an event loop on a background daemon
     thread, and speaks the OpenAI (``/v1/embeddings``), Azure OpenAI
     (``/openai/deployments/{deployment}/embeddings?api-version=...`` and
-    ``/openai/v1/embeddings``), Mistral (``/mistral/v1/embeddings``) and Ollama (``/api/embed``,
-    legacy ``/api/embeddings``) wire formats. Each vector is ``deterministic_vector(text, d)``
+    ``/openai/v1/embeddings``), Mistral (``/mistral/v1/embeddings``), Ollama (``/api/embed``,
+    legacy ``/api/embeddings``) and Bedrock (``/bedrock/model/{modelId}/invoke``) wire
+    formats. Each vector is ``deterministic_vector(text, d)``
     (pseudo-random per text), or with ``vectors="lexical"`` ``lexical_vectors([text], d)[0]``,
     so that texts sharing words are close and retrieval over the vectors is meaningful.
 
@@ -55,6 +56,9 @@ class EmbeddingServer:
         rate_limit_rpm: requests per minute allowed (token bucket), else 429.
         rate_limit_tpm: tokens per minute allowed (token bucket), else 429.
         require_key: when set, 401 unless ``Authorization: Bearer <key>`` or ``api-key: <key>``.
+            Bedrock routes always need a bearer token or a well-formed SigV4 signature; with
+            ``require_key`` the token must equal it, or the signature must verify with it as
+            the secret access key (see ``_wire_bedrock_auth``).
         seed: seeds request ids and the random parts of faults.
         max_input_tokens: when set, an input with more tokens gets the provider's 400 context
             length error (Ollama truncates unless ``truncate`` is false).
@@ -209,9 +213,11 @@ class EmbeddingServer:
 
         ``"openai"`` / ``"openai_compatible"``: ``{url}/v1``; ``"mistral"``:
         ``{url}/mistral/v1``; ``"ollama"`` and ``"azure"``: ``{url}`` (the Azure client adds
-        ``/openai/deployments/{deployment}/embeddings?api-version=...`` or ``/openai/v1/...``).
+        ``/openai/deployments/{deployment}/embeddings?api-version=...`` or ``/openai/v1/...``);
+        ``"bedrock"``: ``{url}/bedrock`` (the client adds ``/model/{modelId}/invoke``).
         """
         suffix = {"openai": "/v1", "openai_compatible": "/v1", "mistral": "/mistral/v1"}
+        suffix["bedrock"] = "/bedrock"
         if provider in suffix:
             return self.url + suffix[provider]
         if provider in {"ollama", "azure"}:
