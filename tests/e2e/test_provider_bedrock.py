@@ -1,0 +1,448 @@
+"""Amazon Bedrock through the client, over real HTTP, against the loopback server's Bedrock route.
+
+Every request is signed with SigV4 from fake credentials and the server verifies the signature
+with botocore (its ``require_key`` is the secret access key), so each test also proves that the
+exact bytes and path sent were the ones signed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from embedguard import (
+    AuthenticationError,
+    BadRequestError,
+    CircuitOpenError,
+    CircuitState,
+    ContextLengthError,
+    EmbeddingClient,
+    InputValidationError,
+    ModelNotFoundError,
+    ProviderProfile,
+    QuotaExhaustedError,
+    RateLimitError,
+    ServerError,
+    profiles,
+)
+from embedguard.testing import EmbeddingServer, Fault, deterministic_vectors
+from embedguard.testing._wire_bedrock import compact_rows
+
+from .conftest import fast
+
+KEY_ID = "AKIDPLANTEDBEDROCK01"
+SECRET = "PLANTED/bedrock+secret/key0123456789abcdef"
+TOKEN = "PLANTED-session-token-0123456789"
+ENV = {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET}
+REGION = "us-east-1"
+TEXTS = ["alpha", "beta", "gamma", "alpha"]
+# model id -> the vector size the profile defaults to
+MODELS = {
+    "amazon.titan-embed-text-v2:0": 1024,
+    "amazon.titan-embed-text-v1": 1536,
+    "cohere.embed-english-v3": 1024,
+    "us.cohere.embed-v4:0": 1536,
+}
+
+
+@pytest.fixture
+def server() -> Any:
+    """A loopback server that verifies SigV4 signatures made with SECRET."""
+    with EmbeddingServer(require_key=SECRET) as srv:
+        yield srv
+
+
+def bedrock(server: EmbeddingServer, model: str = "amazon.titan-embed-text-v2:0",
+            **changes: Any) -> ProviderProfile:  # fmt: skip
+    """A Bedrock profile aimed at the server, with millisecond backoff."""
+    profile = profiles.bedrock(model, base_url=server.base_url("bedrock"), region=REGION)
+    return fast(profile, **changes)
+
+
+def client(server: EmbeddingServer, model: str = "amazon.titan-embed-text-v2:0",
+           env: dict[str, str] | None = None, **changes: Any) -> EmbeddingClient:  # fmt: skip
+    """A client for ``model`` on the server, signing with the planted credentials."""
+    return EmbeddingClient(bedrock(server, model, **changes), environ=ENV if env is None else env)
+
+
+# -- the happy path, per model family ----------------------------------------------------------
+@pytest.mark.parametrize("model", list(MODELS))
+def test_each_family_sync(server: EmbeddingServer, model: str) -> None:
+    """Titan v1/v2 and Cohere v3/v4 return each text's own vector, in order, tokens counted."""
+    with client(server, model) as c:
+        vectors = c.embed(TEXTS)
+        snap = c.metrics()
+    d = MODELS[model]
+    np.testing.assert_array_equal(vectors, deterministic_vectors(TEXTS, d))
+    titan = model.startswith("amazon")
+    assert len(server.requests) == (3 if titan else 1)  # Titan: one text per request
+    assert sorted(t for r in server.requests for t in r.inputs) == ["alpha", "beta", "gamma"]
+    assert snap.successful_requests == len(server.requests) and snap.tokens_used == 3
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+async def test_each_family_async(server: EmbeddingServer, model: str) -> None:
+    """The async path speaks both Bedrock body families too."""
+    async with client(server, model) as c:
+        vectors = await c.aembed(TEXTS)
+    np.testing.assert_array_equal(vectors, deterministic_vectors(TEXTS, MODELS[model]))
+
+
+def test_wire_details(server: EmbeddingServer) -> None:
+    """Paths, bodies and the SigV4 header follow Bedrock: the model id in the path, no model in
+    a Cohere body, a credential scoped to region and service bedrock, the body hash signed."""
+    with client(server, dimensions=256) as titan, client(server, "cohere.embed-v4:0",
+                                                         dimensions=512) as cohere:  # fmt: skip
+        titan.embed(["x"])
+        cohere.embed(["x"])
+    first, second = server.requests
+    assert first.path == "/bedrock/model/amazon.titan-embed-text-v2:0/invoke"
+    assert first.body == {"inputText": "x", "dimensions": 256, "normalize": True}
+    assert second.path == "/bedrock/model/cohere.embed-v4:0/invoke"
+    assert second.body == {"texts": ["x"], "input_type": "search_document", "truncate": "NONE",
+                           "output_dimension": 512}  # fmt: skip
+    for request in server.requests:
+        auth = request.headers["authorization"]
+        day = request.headers["x-amz-date"][:8]
+        assert auth.startswith(f"AWS4-HMAC-SHA256 Credential={KEY_ID}/{day}/{REGION}/bedrock/")
+        signed = auth.split("SignedHeaders=")[1].split(",")[0].split(";")
+        assert {"host", "x-amz-date", "x-amz-content-sha256"} <= set(signed)
+        assert "x-amz-security-token" not in request.headers
+        assert SECRET not in str(request.headers)
+
+
+def test_the_model_id_is_sent_percent_encoded_as_botocore_does(server: EmbeddingServer) -> None:
+    """An inference profile ARN is one path segment (``:`` and ``/`` encoded) and signs right."""
+    arn = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.cohere.embed-v4:0"
+    with client(server, arn) as c:
+        c.embed(["x"])
+        assert c._primary.codec.url.endswith(
+            "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Ainference-profile"
+            "%2Fus.cohere.embed-v4%3A0/invoke"
+        )
+    assert [r.status for r in server.requests] == [200]
+
+
+def test_temporary_credentials_send_the_session_token(server: EmbeddingServer) -> None:
+    """AWS_SESSION_TOKEN goes out as X-Amz-Security-Token, inside the signature."""
+    with client(server, env={**ENV, "AWS_SESSION_TOKEN": TOKEN}) as c:
+        c.embed(["x"])
+    request = server.requests[0]
+    assert request.status == 200 and request.headers["x-amz-security-token"] == TOKEN
+    assert "x-amz-security-token" in request.headers["authorization"]
+
+
+def test_a_bedrock_api_key_is_a_bearer_token_without_sigv4() -> None:
+    """AWS_BEARER_TOKEN_BEDROCK is sent as Authorization: Bearer; nothing is signed."""
+    with EmbeddingServer(require_key="bedrock-api-key-PLANTED-123") as srv:
+        env = {"AWS_BEARER_TOKEN_BEDROCK": "bedrock-api-key-PLANTED-123"}
+        with client(srv, env=env) as c:
+            c.embed(["x"])
+    request = srv.requests[0]
+    assert request.headers["authorization"] == "Bearer bedrock-api-key-PLANTED-123"
+    assert "x-amz-date" not in request.headers and request.status == 200
+
+
+def test_each_attempt_is_signed_anew(server: EmbeddingServer, monkeypatch: Any) -> None:
+    """A retried request is signed again: a later X-Amz-Date and another signature."""
+    import datetime
+
+    import botocore.auth
+
+    ticks = iter(range(100))
+    start = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+    def clock(remove_tzinfo: bool = True) -> datetime.datetime:
+        return start + datetime.timedelta(seconds=next(ticks))
+
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", clock)
+    server.script(Fault.status(503))
+    with client(server) as c:
+        c.embed(["x"])
+    first, retry = server.requests
+    assert [first.status, retry.status] == [503, 200]
+    assert retry.headers["x-amz-date"] > first.headers["x-amz-date"]
+    assert retry.headers["authorization"] != first.headers["authorization"]
+
+
+# -- input types ---------------------------------------------------------------------------------
+def _input_types(server: EmbeddingServer) -> list[str | None]:
+    return [r.body.get("input_type") for r in server.requests]
+
+
+def test_cohere_sends_query_and_document_types(server: EmbeddingServer) -> None:
+    """embed_query sends search_query, embed search_document, a per-call type is sent as is."""
+    with client(server, "cohere.embed-english-v3") as c:
+        c.embed_query("what is a question")
+        c.embed(["a document"])
+        c.embed(["a label me text"], input_type="classification")
+    assert _input_types(server) == ["search_query", "search_document", "classification"]
+
+
+def test_profile_input_types_override_the_provider_ones(server: EmbeddingServer) -> None:
+    """query_input_type / document_input_type replace Cohere's search_* types."""
+    model = "cohere.embed-english-v3"
+    with client(server, model, query_input_type="clustering",
+                document_input_type="classification") as c:  # fmt: skip
+        c.embed_query("q")
+        c.embed(["d"])
+    assert _input_types(server) == ["clustering", "classification"]
+
+
+def test_input_types_through_the_langchain_adapter(server: EmbeddingServer) -> None:
+    """GuardedEmbeddings' embed_query and embed_documents send Cohere's two types."""
+    from embedguard.adapters.langchain import GuardedEmbeddings
+
+    embeddings = GuardedEmbeddings(client(server, "cohere.embed-english-v3"))
+    query = embeddings.embed_query("q")
+    embeddings.embed_documents(["d1", "d2"])
+    assert _input_types(server) == ["search_query", "search_document"]
+    np.testing.assert_allclose(query, deterministic_vectors(["q"], 1024)[0], rtol=1e-6)
+
+
+async def test_input_types_through_the_llamaindex_adapter(server: EmbeddingServer) -> None:
+    """GuardedEmbedding's query and text embeddings (sync and async) send the right types."""
+    from embedguard.adapters.llamaindex import GuardedEmbedding
+
+    embedding = GuardedEmbedding(client(server, "cohere.embed-v4:0"))
+    embedding.get_query_embedding("q")
+    embedding.get_text_embedding("d")
+    await embedding.aget_query_embedding("q2")
+    await embedding.aget_text_embedding("d2")
+    assert _input_types(server) == ["search_query", "search_document"] * 2
+
+
+def test_titan_takes_no_input_type(server: EmbeddingServer) -> None:
+    """Titan bodies never carry a type; a per-call type is refused before any request."""
+    with client(server) as c:
+        c.embed_query("q")
+        c.embed(["d"])
+        assert all("input_type" not in r.body for r in server.requests)
+        with pytest.raises(InputValidationError, match="takes no input type"):
+            c.embed(["x"], input_type="classification")
+    assert len(server.requests) == 2
+
+
+# -- compact vector types ------------------------------------------------------------------------
+@pytest.mark.parametrize(("dtype", "numpy_type"), [("binary", np.int8), ("ubinary", np.uint8)])
+def test_titan_binary_is_packed_8_dimensions_per_byte(
+    server: EmbeddingServer, dtype: str, numpy_type: type
+) -> None:
+    """Titan's one 0/1 per dimension comes back packed (MSB first); binary is the byte - 128."""
+    with client(server, dimensions=256, dtype=dtype) as c:
+        vectors = c.embed(["alpha", "beta"])
+    assert server.requests[0].body["embeddingTypes"] == ["binary"]
+    packed = np.packbits(deterministic_vectors(["alpha", "beta"], 256) > 0, axis=1).astype(int)
+    expected = packed - 128 if dtype == "binary" else packed
+    assert vectors.dtype == numpy_type and vectors.shape == (2, 32)
+    np.testing.assert_array_equal(vectors.astype(int), expected)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "numpy_type"),
+    [("int8", np.int8), ("uint8", np.uint8), ("binary", np.int8), ("ubinary", np.uint8)],
+)
+def test_cohere_compact_types(server: EmbeddingServer, dtype: str, numpy_type: type) -> None:
+    """Cohere's int8/uint8/binary/ubinary arrive exactly as sent, asked by embedding_types."""
+    with client(server, "cohere.embed-v4:0", dimensions=256, dtype=dtype) as c:
+        vectors = c.embed(TEXTS)
+    assert server.requests[0].body["embedding_types"] == [dtype]
+    expected = compact_rows(deterministic_vectors(TEXTS, 256), dtype)
+    assert vectors.dtype == numpy_type
+    np.testing.assert_array_equal(vectors.astype(int), expected)
+
+
+# -- errors --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("fault", "error", "name"),
+    [
+        (Fault.status(400), BadRequestError, "ValidationException"),
+        (Fault.status(401), AuthenticationError, "UnrecognizedClientException"),
+        (Fault.status(403), AuthenticationError, "AccessDeniedException"),
+        (Fault.status(404), ModelNotFoundError, "ResourceNotFoundException"),
+        (Fault.quota(), QuotaExhaustedError, "ServiceQuotaExceededException"),
+        (Fault.context_length(), ContextLengthError, "ValidationException"),
+        (Fault.status(424), type(None), "ModelErrorException"),
+    ],
+    ids=["400", "401", "403", "404", "quota", "context", "424"],
+)
+def test_errors_that_are_not_retried(
+    server: EmbeddingServer, fault: Fault, error: type, name: str
+) -> None:
+    """Bedrock's non-retryable errors become their typed error, with code and request id."""
+    server.script(fault)
+    with client(server, "cohere.embed-english-v3") as c, pytest.raises(Exception) as info:
+        c.embed(["x"])
+    raised = info.value
+    if error is not type(None):
+        assert isinstance(raised, error)
+    assert type(raised).__name__ != "ServerError" and not raised.retryable
+    assert raised.code == name
+    assert raised.request_id and len(raised.request_id) == 36
+    assert len(server.requests) == 1 and SECRET not in str(raised)
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        (Fault.status(429), RateLimitError),
+        (Fault.status(429, body={"message": "Model is not ready for inference."},
+                      headers={"x-amzn-ErrorType": "ModelNotReadyException:x"}), ServerError),
+        (Fault.status(408), type(None)),
+        (Fault.status(500), ServerError),
+        (Fault.status(503), ServerError),
+    ],
+    ids=["throttling", "model-not-ready", "408", "500", "503"],
+)  # fmt: skip
+def test_errors_that_are_retried(server: EmbeddingServer, fault: Fault, error: type) -> None:
+    """Throttling, a model not ready, timeouts and 5xx are retried; without retries, typed."""
+    server.script(fault)
+    with client(server) as c:
+        np.testing.assert_array_equal(c.embed(["x"]), deterministic_vectors(["x"], 1024))
+    assert [r.status for r in server.requests] == [fault.status_code, 200]
+    server.reset()
+    server.script(fault)
+    with client(server, retry={"max_retries": 0}) as c, pytest.raises(Exception) as info:
+        c.embed(["x"])
+    assert info.value.retryable
+    if error is not type(None):
+        assert type(info.value) is error
+
+
+def test_an_unknown_model_id_is_model_not_found(server: EmbeddingServer) -> None:
+    """Bedrock's 400 "The provided model identifier is invalid." is ModelNotFoundError."""
+    with client(server, "amazon.titan-embed-text-v2:9") as c, pytest.raises(ModelNotFoundError):
+        c.embed(["x"])
+
+
+def test_a_text_over_the_token_limit_is_context_length(server: EmbeddingServer) -> None:
+    """A Cohere v3 text over 512 tokens is refused by the server as Bedrock does (the client's
+    own limit switched off), and that 400 is a ContextLengthError."""
+    long_text = " ".join(["word"] * 600)
+    batching = {"max_tokens_per_input": 100_000, "max_tokens_per_request": 100_000}
+    with (
+        client(server, "cohere.embed-english-v3", batching=batching) as c,
+        pytest.raises(ContextLengthError, match="Too many input tokens"),
+    ):
+        c.embed([long_text])
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [({"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": "wrong-secret"},
+      "InvalidSignatureException"),
+     ({"AWS_BEARER_TOKEN_BEDROCK": "not-the-key"}, "UnrecognizedClientException")],
+    ids=["bad-signature", "bad-api-key"],
+)  # fmt: skip
+def test_rejected_credentials_are_authentication_errors(
+    server: EmbeddingServer, env: dict[str, str], name: str
+) -> None:
+    """A signature made with the wrong secret, or a wrong API key: 403, not retried."""
+    with client(server, env=env) as c, pytest.raises(AuthenticationError) as info:
+        c.embed(["x"])
+    assert info.value.status_code == 403 and info.value.code == name
+    assert len(server.requests) == 1
+
+
+# -- limits, rate limits, chaos, breaker ---------------------------------------------------------
+def test_titan_sends_one_request_per_text_concurrently_in_order() -> None:
+    """200 texts are 200 single-text requests, at most pool_size (16) at once, vectors in
+    order; with 10 ms per request the call cannot take less than 200 x 10 ms / 16."""
+    texts = [f"passage number {i}" for i in range(200)]
+    with EmbeddingServer(require_key=SECRET, latency=0.01) as srv, client(srv) as c:
+        started = time.perf_counter()
+        vectors = c.embed(texts)
+        elapsed = time.perf_counter() - started
+        assert c.profile.pool_size == 16
+        assert len(srv.requests) == 200 and all(len(r.inputs) == 1 for r in srv.requests)
+        assert 1 < srv.max_in_flight <= 16
+    np.testing.assert_array_equal(vectors, deterministic_vectors(texts, 1024))
+    assert elapsed >= 200 * 0.01 / 16
+
+
+def test_titan_wall_time_follows_the_pool_size() -> None:
+    """64 single-text requests of 50 ms: a pool of 4 needs at least 0.8 s, a pool of 16 (the
+    profile's) clearly less; the pool, not the batch size, sets Titan's throughput."""
+    texts = [f"passage number {i}" for i in range(64)]
+    times = {}
+    with EmbeddingServer(require_key=SECRET, latency=0.05) as srv:
+        for pool in (4, 16):
+            with client(srv, pool_size=pool) as c:
+                started = time.perf_counter()
+                c.embed(texts)
+                times[pool] = time.perf_counter() - started
+    assert times[4] >= 64 * 0.05 / 4
+    assert times[16] < 0.75 * times[4]  # ideal 0.25x; loose for a loaded CI machine
+
+
+def test_the_server_limiter_throttles_without_stating_a_limit() -> None:
+    """Over the server's limit, Bedrock's route answers ThrottlingException 429 with no wait and
+    no x-ratelimit headers: the client learns no limit and gets no retry_after."""
+    with (
+        EmbeddingServer(require_key=SECRET, rate_limit_rpm=1) as srv,
+        client(srv, retry={"max_retries": 0}) as c,
+    ):
+        with pytest.raises(RateLimitError) as info:
+            c.embed(["a", "b"])
+        assert c.rate_limit_status is None
+    assert info.value.code == "ThrottlingException" and info.value.retry_after is None
+    assert sorted(r.status for r in srv.requests) == [200, 429]
+
+
+def test_rate_limited_429_carries_no_wait(server: EmbeddingServer) -> None:
+    """The loopback ThrottlingException, like Bedrock's, has no Retry-After: retry_after None."""
+    server.script(Fault.rate_limited(retry_after=0.5))
+    with client(server, retry={"max_retries": 0}) as c, pytest.raises(RateLimitError) as info:
+        c.embed(["x"])
+    assert info.value.retry_after is None and info.value.code == "ThrottlingException"
+
+
+@pytest.mark.parametrize("model", ["amazon.titan-embed-text-v2:0", "cohere.embed-english-v3"])
+def test_a_flaky_bedrock_loses_no_vector(model: str) -> None:
+    """20% faults (500, 503, 408, ModelNotReady 429s, dropped connections): every text gets its
+    own vector, the breaker stays closed. (Throttling is left out here: with no wait stated, each
+    ThrottlingException pauses the client for a second; see the rate-limit tests.)"""
+    texts = [f"passage {i}" for i in range(300)]
+    not_ready = Fault.status(
+        429, body={"message": "Model is not ready"},
+        headers={"x-amzn-ErrorType": "ModelNotReadyException"},
+    )  # fmt: skip
+    faults = [Fault.status(500), Fault.status(503), Fault.status(408), Fault.drop(), not_ready]
+    batching = {"max_inputs": 10} if "cohere" in model else {}
+    with EmbeddingServer(require_key=SECRET) as srv:
+        srv.chaos(0.2, faults, seed=7)
+        with client(srv, model, batching=batching, retry={"budget_min": 100}) as c:
+            vectors = c.embed(texts)
+            assert c.circuit_state is CircuitState.CLOSED
+        faulted = sum(r.fault is not None for r in srv.requests)
+    assert faulted >= 5
+    np.testing.assert_array_equal(vectors, deterministic_vectors(texts, 1024))
+
+
+def test_an_outage_opens_the_breaker(server: EmbeddingServer) -> None:
+    """Bedrock down (503 ServiceUnavailable): calls fail, the breaker opens, later calls fail
+    fast without a request."""
+    server.set_down(True, status=503)
+    with client(server, breaker={"minimum_calls": 4, "window_size": 4},
+                retry={"max_retries": 1}) as c:  # fmt: skip
+        for _ in range(4):
+            with pytest.raises((ServerError, CircuitOpenError)):
+                c.embed(["x"])
+        assert c.circuit_state is CircuitState.OPEN
+        sent = len(server.requests)
+        with pytest.raises(CircuitOpenError):
+            c.embed(["y"])
+        assert len(server.requests) == sent
+
+
+async def test_concurrent_async_calls_share_the_pool(server: EmbeddingServer) -> None:
+    """50 concurrent aembed_query calls on Titan: 50 requests, each vector its own text's."""
+    async with client(server) as c:
+        texts = [f"question {i}" for i in range(50)]
+        results = await asyncio.gather(*(c.aembed_query(t) for t in texts))
+    np.testing.assert_array_equal(np.stack(results), deterministic_vectors(texts, 1024))
+    assert len(server.requests) == 50 and server.max_in_flight <= 16
