@@ -79,9 +79,8 @@ class BedrockCodec(JsonCodec):
         url = f"{base}/model/{quote(profile.model, safe='')}/invoke"
         super().__init__(profile, url=url, fields=self._fields_for(profile), key=key)
         self.region = region
-        self._signer = None if key is not None or region is None else (
-            SigV4Signer(profile, region, environ)
-        )  # fmt: skip
+        # A Bedrock API key replaces SigV4 (and then a region is needed only for the host).
+        self._signer = SigV4Signer(profile, region, environ) if key is None and region else None
 
     def __repr__(self) -> str:
         auth = "bearer" if self._signer is None else "sigv4"
