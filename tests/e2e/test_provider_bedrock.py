@@ -26,6 +26,7 @@ from embedguard import (
     ProviderProfile,
     QuotaExhaustedError,
     RateLimitError,
+    ResponseValidationError,
     ServerError,
     profiles,
 )
@@ -311,6 +312,34 @@ def test_errors_that_are_retried(server: EmbeddingServer, fault: Fault, error: t
     assert info.value.retryable
     if error is not type(None):
         assert type(info.value) is error
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault.nan(), Fault.wrong_count(), Fault.wrong_dimensions(), Fault.bad_index(),
+     Fault.malformed(), Fault.error_body_200()],
+    ids=lambda fault: fault.name,
+)  # fmt: skip
+@pytest.mark.parametrize("model", ["amazon.titan-embed-text-v2:0", "cohere.embed-english-v3"])
+def test_a_damaged_200_is_never_returned_as_vectors(
+    server: EmbeddingServer, model: str, fault: Fault
+) -> None:
+    """NaN, a missing or extra vector, a short vector, an HTML page or an error document with
+    status 200: a ResponseValidationError, nothing returned, not retried."""
+    server.script(fault)
+    with client(server, model) as c, pytest.raises(ResponseValidationError) as info:
+        c.embed(["alpha", "beta"] if "cohere" in model else ["alpha"])
+    assert not info.value.retryable and info.value.partial is None
+    assert len(server.requests) == 1
+
+
+def test_a_truncated_200_is_retried_once(server: EmbeddingServer) -> None:
+    """A body cut short (valid framing, half the JSON) is retried and then succeeds."""
+    server.script(Fault.truncate())
+    with client(server, "cohere.embed-english-v3") as c:
+        vectors = c.embed(TEXTS)
+    np.testing.assert_array_equal(vectors, deterministic_vectors(TEXTS, 1024))
+    assert [r.fault for r in server.requests] == ["truncate", None]
 
 
 def test_an_unknown_model_id_is_model_not_found(server: EmbeddingServer) -> None:
