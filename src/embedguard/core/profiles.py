@@ -26,7 +26,13 @@ voyage         60  3  1.0    1000  2000  3,000,000  1024  10  75% of 20, 10, 2, 
 local          10  2  0.1      32     -          -  2048   5  off
 ollama /       60  2  0.1      32     -          -  2048   5  off
 compatible
+bedrock        30  4  1.0    1/96     -          -  1024  16  75% of 20, 10, 2, 30, 3
 ============  ===  =  =====  ====  ====  =========  ====  ==  ========================
+
+Bedrock by model family: Titan takes one text per request (pool 16, so single-text requests
+run side by side), Cohere Embed 96 texts (pool 8); gzip stays off (Bedrock takes none, and SigV4
+signs the exact bytes sent). Bedrock publishes no default rate limits (quotas are per account,
+model and region) and sends no rate-limit headers: its 429s alone pace the client.
 
 The OpenAI values are the policy defaults in :mod:`embedguard.core.config`; the other profiles
 state only where they differ. Local HTTP servers (Ollama, OpenAI-compatible) use the local values
@@ -60,6 +66,7 @@ __all__ = [
     "MODEL_DIMENSIONS",
     "assumed_rate_limit",
     "azure",
+    "bedrock",
     "cohere",
     "gemini",
     "get",
@@ -91,6 +98,7 @@ _OPENAI, _MISTRAL, _OLLAMA, _LOCAL = (
     "text-embedding-3-small", "mistral-embed", "nomic-embed-text", "all-MiniLM-L6-v2",
 )  # fmt: skip
 _COHERE = "embed-v4.0"
+_BEDROCK = "amazon.titan-embed-text-v2:0"
 
 _LOCAL_SERVER: dict[str, Any] = {
     "timeouts": Timeouts(request=60.0, connect=5.0),
@@ -241,6 +249,41 @@ def gemini(model: str = "gemini-embedding-001", **overrides: Any) -> ProviderPro
     return _build(defaults, overrides, named=model_id != "gemini-embedding-001")
 
 
+def bedrock(model: str = _BEDROCK, **overrides: Any) -> ProviderProfile:
+    """Amazon Bedrock's InvokeModel: Titan Text Embeddings v1/v2, Cohere Embed v3/v4.
+
+    Requests are signed with SigV4 (the ``bedrock`` extra: botocore) from the AWS credential
+    chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``,
+    ``AWS_PROFILE``, SSO, instance and container roles), or carry a Bedrock API key
+    (``AWS_BEARER_TOKEN_BEDROCK``) as a bearer token. The region is ``region=``, else
+    ``AWS_REGION``, ``AWS_DEFAULT_REGION`` or the AWS config's; ``base_url`` (or
+    ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``) replaces the public host. Model ids may be inference
+    profiles (``us.cohere.embed-v4:0``) or ARNs naming the model. Titan v2 defaults to 1024
+    dimensions (512, 256) and ``dtype="binary"``/``"ubinary"`` packs its bits; Cohere returns
+    every dtype, and sends ``search_query``/``search_document`` as ``input_type``.
+    """
+    from .providers._bedrock_models import bedrock_model
+
+    spec = bedrock_model(model)
+    defaults: dict[str, Any] = {
+        "provider": "bedrock",
+        "model": model,
+        "timeouts": Timeouts(request=30.0, connect=5.0),
+        "retry": RetryPolicy(max_retries=4, initial_delay=1.0),
+        "batching": BatchPolicy(max_inputs=1, max_tokens_per_request=8192,
+                                max_tokens_per_input=8192),
+    }  # fmt: skip
+    if spec is not None:  # an unknown model keeps one text per request; the codec refuses it
+        defaults["dimensions"] = spec.native
+        defaults["pool_size"] = spec.pool_size
+        defaults["batching"] = BatchPolicy(
+            max_inputs=spec.max_inputs,
+            max_tokens_per_request=spec.max_tokens_per_request,
+            max_tokens_per_input=spec.max_tokens_per_input,
+        )
+    return _build(defaults, overrides, named=model != _BEDROCK)
+
+
 def ollama(model: str = _OLLAMA, **overrides: Any) -> ProviderProfile:
     """A local Ollama server's native ``/api/embed`` (no key; host from ``OLLAMA_HOST``)."""
     defaults = {"provider": "ollama", "model": model, **_LOCAL_SERVER}
@@ -300,6 +343,7 @@ _BUILTIN: dict[str, Callable[..., ProviderProfile]] = {
     "mistral": mistral,
     "cohere": cohere,
     "gemini": gemini,
+    "bedrock": bedrock,
     "ollama": ollama,
     "openai_compatible": openai_compatible,
     "local": local,

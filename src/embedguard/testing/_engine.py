@@ -23,6 +23,7 @@ from ._http import HttpReply, HttpRequest, Respond
 from ._ratelimit import TokenBuckets
 from ._replies import Replies
 from ._routes import EmbedCall, Limits, Route, extract_inputs, match_route, parse_call
+from ._wire_bedrock_auth import auth_error as bedrock_auth_error
 from ._wire_gemini import bad_key_error
 
 __all__ = ["Engine", "RecordedRequest", "decode_body"]
@@ -228,13 +229,15 @@ class Engine:
         error: ErrorSpec | None = None
         if request.method != "POST":
             error = ErrorSpec(405, f"Method {request.method} not allowed; use POST.")
+        elif route.provider == "bedrock":  # SigV4 or a Bedrock API key, checked as AWS does
+            error = bedrock_auth_error(request, self._require_key) or decode_error
         elif not self._authorized(request.headers):
             error = status_error(401, model)
             if route.provider == "gemini":
                 error = bad_key_error(request.headers)
         elif decode_error is not None:
             error = decode_error
-        else:
+        if error is None:
             call = parse_call(route, request.query, body, self._limits)
             if isinstance(call, EmbedCall):
                 fault = self._next_fault()

@@ -203,5 +203,7 @@ def shape_error(
         from ._wire_voyage import voyage_error_body
 
         return voyage_error_body(spec)
+    if provider == "bedrock":
+        return {"message": spec.message}  # the exception name travels in x-amzn-ErrorType
     error = {"message": spec.message, "type": spec.type, "param": None, "code": spec.code}
     return {"error": error}

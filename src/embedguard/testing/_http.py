@@ -30,6 +30,7 @@ class HttpRequest:
     query: dict[str, str]
     headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
     body: bytes
+    raw_path: str = ""  # the path as sent, still percent-encoded (what SigV4 signs)
 
 
 @dataclass
@@ -80,6 +81,7 @@ async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> H
         query=dict(parse_qsl(target.query, keep_blank_values=True)),
         headers=headers,
         body=b"".join(chunks),
+        raw_path=target.path,
     )
 
 

@@ -180,6 +180,8 @@ def retry_headers(provider: str, seconds: float, *, ms: bool = False) -> list[tu
     millis = str(math.ceil(seconds * 1000))
     if provider == "gemini":
         return []  # the wait is in the body (google.rpc.RetryInfo), never in a header
+    if provider == "bedrock":
+        return []  # a ThrottlingException states no wait
     if provider == "azure":
         return [("retry-after", str(math.ceil(seconds))), ("retry-after-ms", millis)]
     if ms:

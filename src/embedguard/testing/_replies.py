@@ -6,6 +6,7 @@ import random
 import uuid
 from collections.abc import Sequence
 
+from . import _wire_bedrock as wire_bedrock
 from ._errors import ErrorSpec, context_length_error, quota_error, rate_limit_error, status_error
 from ._faults import Fault
 from ._http import HttpReply
@@ -41,6 +42,8 @@ class Replies:
         if provider == "voyage":
             return [("x-request-id", f"{bits:032x}")]
         request_id = str(uuid.UUID(int=bits, version=4))
+        if provider == "bedrock":
+            return [("x-amzn-RequestId", request_id)]
         if provider == "azure":
             return [("x-request-id", request_id), ("apim-request-id", request_id)]
         return [("mistral-correlation-id", request_id)]
@@ -55,6 +58,8 @@ class Replies:
     ) -> HttpReply:
         """``spec`` in ``route``'s wire shape (OpenAI's for unknown routes), or ``body``."""
         provider = "openai" if route is None else route.provider
+        if provider == "bedrock":
+            spec, body, headers = wire_bedrock.error(spec, body, headers)
         all_headers = [("content-type", f"{_JSON}; charset=utf-8"), *self.ids(provider), *headers]
         if body is None:
             body = error_body(route, spec, api_version)
@@ -120,6 +125,8 @@ class Replies:
             ]
         if provider == "cohere":
             headers += cohere_success_headers(call.inputs, call.tokens)
+        elif provider == "bedrock":
+            headers += wire_bedrock.success_headers(call, elapsed)
         if decision is not None:
             headers += rate_headers(provider, decision)
         if kind == "truncate":

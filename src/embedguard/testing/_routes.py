@@ -52,7 +52,9 @@ HTML_PAGE = (
 class Route:
     """A matched embedding route; ``provider`` names its wire format."""
 
-    provider: str  # "openai", "azure", "mistral", "ollama" or "cohere"
+    provider: (
+        str  # "openai", "azure", "mistral", "ollama", "cohere", "voyage", "gemini", "bedrock"...
+    )
     legacy: bool = False  # Ollama's /api/embeddings (one prompt, one vector)
     deployment: str | None = None  # Azure's classic deployments URL
 
@@ -77,6 +79,10 @@ def match_route(path: str) -> Route | None:
         return Route("cohere")
     if path == "/voyage/v1/embeddings":
         return Route("voyage")
+    if path.startswith("/bedrock/"):
+        from ._wire_bedrock import match as bedrock_route
+
+        return bedrock_route(path)
     match = _AZURE_DEPLOYMENT.fullmatch(path)
     if match is not None:
         return Route("azure", deployment=match.group(1))
@@ -114,6 +120,10 @@ class EmbedCall:
 
 def extract_inputs(route: Route, body: Any) -> tuple[str, ...]:
     """The string inputs of a request body, best effort (for the request log)."""
+    if route.provider == "bedrock":
+        from ._wire_bedrock import inputs_of
+
+        return inputs_of(body)
     if not isinstance(body, dict):
         return ()
     if route.provider == "gemini":
@@ -184,6 +194,10 @@ def parse_call(
         from ._wire_voyage import parse_voyage
 
         return parse_voyage(body, limits)
+    if route.provider == "bedrock":
+        from ._wire_bedrock import parse_call as bedrock_call
+
+        return bedrock_call(route, body, limits)
     api_version = query.get("api-version")
     if route.deployment is not None and not api_version:
         return ErrorSpec(400, "Missing required query parameter 'api-version'.")
@@ -280,6 +294,10 @@ def render(call: EmbedCall, fault: str | None, rng: random.Random, elapsed_ns: i
 
         assert isinstance(call, VoyageCall)
         return render_voyage(call, fault, rng)
+    if provider == "bedrock":
+        from ._wire_bedrock import render as bedrock_render
+
+        return bedrock_render(call, fault, rng)
     matrix, nan_row = _vectors(call, fault, rng)
     rows, indices = _order(len(call.inputs), fault, rng, provider in ("ollama", "cohere"))
     payload: dict[str, Any]

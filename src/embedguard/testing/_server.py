@@ -28,8 +28,9 @@ class EmbeddingServer:
     thread, and speaks the OpenAI (``/v1/embeddings``), Azure OpenAI
     (``/openai/deployments/{deployment}/embeddings?api-version=...`` and
     ``/openai/v1/embeddings``), Mistral (``/mistral/v1/embeddings``), Ollama (``/api/embed``,
-    legacy ``/api/embeddings``), Cohere (``/cohere/v2/embed``) and Gemini
-    (``/gemini/v1beta/models/{model}:batchEmbedContents``) wire formats. Each vector is
+    legacy ``/api/embeddings``), Cohere (``/cohere/v2/embed``), Voyage (``/voyage/v1/embeddings``),
+    Gemini (``/gemini/v1beta/models/{model}:batchEmbedContents``) and Bedrock
+    (``/bedrock/model/{modelId}/invoke``) wire formats. Each vector is
     ``deterministic_vector(text, d)`` (pseudo-random per text), or with ``vectors="lexical"``
     ``lexical_vectors([text], d)[0]``, so that texts sharing words are close and retrieval over
     the vectors is meaningful.
@@ -58,6 +59,9 @@ class EmbeddingServer:
         rate_limit_tpm: tokens per minute allowed (token bucket), else 429.
         require_key: when set, 401 unless ``Authorization: Bearer <key>``, ``api-key: <key>``
             or ``x-goog-api-key: <key>`` (Gemini answers a wrong key with 400, none with 403).
+            Bedrock routes always need a bearer token or a well-formed SigV4 signature; with
+            ``require_key`` the token must equal it, or the signature must verify with it as
+            the secret access key (see ``_wire_bedrock_auth``).
         seed: seeds request ids and the random parts of faults.
         max_input_tokens: when set, an input with more tokens gets the provider's 400 context
             length error (Ollama truncates unless ``truncate`` is false).
@@ -216,10 +220,11 @@ class EmbeddingServer:
         ``output_dimension``, not ``dimensions``: see ``_wire_voyage``); ``"ollama"`` and
         ``"azure"``: ``{url}`` (the Azure client adds
         ``/openai/deployments/{deployment}/embeddings?api-version=...`` or ``/openai/v1/...``);
-        ``"gemini"``: ``{url}/gemini`` (the client adds ``/v1beta/models/{model}:...``).
+        ``"gemini"``: ``{url}/gemini`` (the client adds ``/v1beta/models/{model}:...``);
+        ``"bedrock"``: ``{url}/bedrock`` (the client adds ``/model/{modelId}/invoke``).
         """
         suffix = {"openai": "/v1", "openai_compatible": "/v1", "mistral": "/mistral/v1",
-                  "cohere": "/cohere", "voyage": "/voyage/v1"}  # fmt: skip
+                  "cohere": "/cohere", "voyage": "/voyage/v1", "bedrock": "/bedrock"}  # fmt: skip
         if provider in suffix:
             return self.url + suffix[provider]
         if provider in {"ollama", "azure"}:

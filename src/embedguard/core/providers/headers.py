@@ -15,7 +15,8 @@ Formats read:
   ``x-rate-limit-reset-tokens`` when the OpenAI name is absent.
 * Mistral: ``x-ratelimit-(limit|remaining)-(req|tokens)-<window>``.
 * ``retry-after-ms`` (milliseconds), then ``Retry-After`` (seconds or an HTTP-date).
-* Request ids: ``x-request-id``, ``apim-request-id``, ``mistral-correlation-id``.
+* Request ids: ``x-request-id``, ``apim-request-id``, ``mistral-correlation-id``,
+  ``x-amzn-requestid`` (AWS).
 """
 
 from __future__ import annotations
@@ -41,7 +42,12 @@ __all__ = [
 ]
 
 _MAX_ID = 100
-_REQUEST_ID_HEADERS = ("x-request-id", "apim-request-id", "mistral-correlation-id")
+_REQUEST_ID_HEADERS = (
+    "x-request-id",
+    "apim-request-id",
+    "mistral-correlation-id",
+    "x-amzn-requestid",
+)
 _DURATION = re.compile(
     r"(?:(\d+(?:\.\d+)?)h)?"  # hours
     r"(?:(\d+(?:\.\d+)?)m(?!s))?"  # minutes (not the "m" of "ms")

@@ -63,6 +63,10 @@ def make_codec(
         from .ollama import OllamaCodec
 
         return OllamaCodec(profile, api_key=api_key, environ=env)
+    if profile.provider == "bedrock":
+        from .bedrock import make_bedrock_codec
+
+        return make_bedrock_codec(profile, api_key=api_key, environ=env)
     if profile.provider == "openai_compatible":
         from .compatible import OpenAICompatibleCodec
 
