@@ -30,13 +30,19 @@ __all__ = ["SETTINGS", "Built", "ClientHealth", "build"]
 SETTINGS = ("provider", "model", "base_url", "dimensions", "api_key", "profile")
 """The adapter fields a profile and key are built from."""
 
-# The variables the provider codecs read when no key is passed (see ``make_codec``).
-_KEY_ENV = {
-    "openai": "OPENAI_API_KEY",
-    "azure": "AZURE_OPENAI_API_KEY",
-    "mistral": "MISTRAL_API_KEY",
-    "cohere": "CO_API_KEY",  # the codec also reads COHERE_API_KEY when this one is unset
+# The variables the provider codecs read when no key is passed (see ``make_codec``), in order.
+_KEY_ENV: dict[str, tuple[str, ...]] = {
+    "openai": ("OPENAI_API_KEY",),
+    "azure": ("AZURE_OPENAI_API_KEY",),
+    "mistral": ("MISTRAL_API_KEY",),
+    "cohere": ("CO_API_KEY", "COHERE_API_KEY"),
+    "voyage": ("VOYAGE_API_KEY",),
+    "gemini": ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
+    "bedrock": ("AWS_BEARER_TOKEN_BEDROCK",),  # a Bedrock API key; without one: SigV4
+    "tei": ("TEI_API_KEY",),  # optional: servers started with --api-key
 }
+# A variable that makes the codec read the key elsewhere (a file): the adapter leaves it to it.
+_KEY_DEFERRED = {"voyage": "VOYAGE_API_KEY_PATH"}
 _OVERRIDABLE = ("model", "base_url", "dimensions")
 
 
@@ -71,23 +77,25 @@ def build(
     Raises:
         ConfigurationError: unknown, refused or contradicting keywords; settings with a client.
     """
-    peer = translate(kwargs, owner=owner)
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    peer = translate(kwargs, owner=owner, base=_base_of(source, client, kwargs), environ=env)
     unknown = set(kwargs) - set(known)
     if unknown:
         raise ConfigurationError(f"unknown settings: {', '.join(sorted(unknown))}")
     client = _sort_source(source, client, peer.settings)
     if client is not None:
         if not peer.empty():
-            given = sorted({*peer.settings, *peer.layer, *peer.options, *peer.http})
             raise ConfigurationError(
                 "a client already carries its profile and key; pass either a client or "
-                f"settings, not both (got {', '.join(given)})",
+                f"settings, not both (got {', '.join(peer.given())})",
                 field="client",
             )
         return Built(_fields(client.profile, None), client, show_progress=peer.show_progress)
     profile = _profile_of(peer.settings, peer.layer)
-    key = _key_of(profile, peer.settings.get("api_key"), os.environ if environ is None else environ)
     options = dict(peer.options)
+    if peer.environ is not None:  # AWS keywords: this client's own copy of the variables
+        env = options["environ"] = peer.environ
+    key = _key_of(profile, peer.settings.get("api_key"), env)
     owned = None
     if peer.http:
         if "http_client" in options or "async_http_client" in options:
@@ -100,6 +108,21 @@ def build(
     if owned is not None:
         weakref.finalize(made, owned[0].close)  # the sync pool; the async one closes in aclose()
     return Built(_fields(profile, key), made, owned, peer.show_progress)
+
+
+def _base_of(source: Any, client: Any, kwargs: Mapping[str, Any]) -> ProviderProfile | None:
+    """The profile the adapter is given (positionally, as ``profile=`` or with a client)."""
+    for candidate in (source, client, kwargs.get("profile")):
+        if isinstance(candidate, EmbeddingClient):
+            return candidate.profile
+        if isinstance(candidate, ProviderProfile):
+            return candidate
+        if isinstance(candidate, Mapping):
+            try:
+                return ProviderProfile.from_dict(candidate)
+            except ConfigurationError:
+                return None  # _profile_of raises it again, where it belongs
+    return None
 
 
 def _sort_source(
@@ -148,8 +171,13 @@ def _key_of(
         api_key = api_key.get_secret_value()
     if api_key is not None and api_key.strip():
         return SecretStr(api_key.strip())
-    name = profile.api_key_env or _KEY_ENV.get(profile.provider)
-    value = environ.get(name, "").strip() if name else ""
+    if profile.api_key_env:
+        names: tuple[str, ...] = (profile.api_key_env,)
+    elif environ.get(_KEY_DEFERRED.get(profile.provider, ""), "").strip():
+        return None
+    else:
+        names = _KEY_ENV.get(profile.provider, ())
+    value = next((v for v in (environ.get(n, "").strip() for n in names) if v), "")
     return SecretStr(value) if value else None
 
 

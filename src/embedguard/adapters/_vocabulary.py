@@ -1,8 +1,9 @@
 """The peers' keyword arguments, translated: so that swapping the class is the only change.
 
 LangChain's ``OpenAIEmbeddings`` / ``AzureOpenAIEmbeddings`` and LlamaIndex's ``OpenAIEmbedding``
-/ ``AzureOpenAIEmbedding`` take keywords that embedguard spells differently or holds elsewhere.
-:func:`translate` sorts them into four kinds:
+/ ``AzureOpenAIEmbedding`` take keywords that embedguard spells differently or holds elsewhere,
+and so do the Cohere, Voyage AI, Gemini, Bedrock and TEI peers (:mod:`._peers`; what only the
+provider decides is settled by :mod:`._peer_finish`). :func:`translate` sorts them into four kinds:
 
 * **aliases**: another name for an embedguard setting (``openai_api_key`` -> ``api_key``,
   ``azure_endpoint`` -> ``base_url``, ``azure_deployment`` -> the profile's ``deployment``...);
@@ -13,21 +14,29 @@ LangChain's ``OpenAIEmbeddings`` / ``AzureOpenAIEmbeddings`` and LlamaIndex's ``
   embedguard does its own thing (``tiktoken_enabled``, ``check_embedding_ctx_length``...);
 * **refused**: a one-line :class:`~embedguard.ConfigurationError` naming the equivalent.
 
-No framework imports: both adapters share it. The README's table is :data:`TABLE`.
+A peer's key or credential keyword selects its provider (``cohere_api_key`` -> ``cohere``), and
+other keywords only one peer family takes suggest it (``model_id`` -> ``bedrock``) when no
+``provider`` is given. No framework imports: both adapters share it. The README's table is
+:data:`TABLE`.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
+from embedguard.core.config import ProviderProfile
 from embedguard.core.errors import ConfigurationError
+
+from . import _peer_table, _peers
+from ._peer_finish import finish
+from ._translated import Translated, put
 
 __all__ = ["TABLE", "Translated", "translate"]
 
@@ -86,7 +95,11 @@ _POLICY_FIELDS = {
     "chunk_size": ("batching", "max_inputs"),
     "embedding_ctx_length": ("batching", "max_tokens_per_input"),
 }
-_PROFILE_FIELDS = ("deployment", "api_version")
+_PEER_POLICY_FIELDS = {**_POLICY_FIELDS, **_peers.POLICY_FIELDS}
+_PROFILE_FIELDS = ("deployment", "api_version", "region", "query_input_type",
+                   "document_input_type", "query_prefix", "document_prefix")  # fmt: skip
+_ALL_ALIASES = {**_ALIASES, **_peers.ALIASES}
+_ALL_IGNORED = {**_IGNORED, **_peers.IGNORED}
 _CLIENT_OPTIONS = ("token_provider", "http_client", "async_http_client", "context_policy", "empty")
 _AZURE_HINTS = ("azure_endpoint", "azure_deployment", "deployment_name", "azure_ad_token",
                 "azure_ad_token_provider", "deployment_id")  # fmt: skip
@@ -108,35 +121,29 @@ TABLE: list[tuple[str, str]] = [
     ("show_progress_bar", "a tqdm bar per request-sized chunk (LangChain)"),
     *((name, f"ignored, with a warning: {why}") for name, why in _IGNORED.items()),
     *((name, f"refused: {what}") for name, what in _REFUSED.items()),
+    *_peer_table.TABLE,
 ]  # fmt: skip
 """Every peer keyword and what it becomes (the README's table)."""
 
 
-@dataclass
-class Translated:
-    """What the peer keywords mean here, sorted by where each lands."""
-
-    settings: dict[str, Any] = field(default_factory=dict)  # the adapter's own keywords
-    layer: dict[str, Any] = field(default_factory=dict)  # profile changes (evolve semantics)
-    options: dict[str, Any] = field(default_factory=dict)  # EmbeddingClient keywords
-    http: dict[str, Any] = field(default_factory=dict)  # headers / params / proxy
-    show_progress: bool | None = None
-
-    def empty(self) -> bool:
-        """Nothing that would change the profile, the client or its connections."""
-        return not (self.settings or self.layer or self.options or self.http)
-
-
-def translate(kwargs: dict[str, Any], *, owner: str) -> Translated:
+def translate(
+    kwargs: dict[str, Any],
+    *,
+    owner: str,
+    base: ProviderProfile | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Translated:
     """Take the peer and client keywords out of ``kwargs``; what stays is for the caller.
 
     Args:
         kwargs: The adapter's keyword arguments (changed in place).
         owner: The adapter's class name, for the warning about ignored keywords.
+        base: The profile the adapter was given (its provider and model count), if any.
+        environ: The variables the client reads (default ``os.environ``).
 
     Raises:
         ConfigurationError: A refused keyword (the message names the equivalent), two
-            aliases that disagree, or a value of the wrong kind.
+            aliases that disagree, keywords of two providers, or a value of the wrong kind.
     """
     out = Translated()
     canon: dict[str, Any] = {}
@@ -144,25 +151,30 @@ def translate(kwargs: dict[str, Any], *, owner: str) -> Translated:
     for name in list(kwargs):
         if name in _REFUSED:
             raise ConfigurationError(f"{name} is not supported: {_REFUSED[name]}", field=name)
-        ours = _ALIASES.get(name, name)
+        ours = _ALL_ALIASES.get(name, name)
         if ours == name and name not in _KNOWN:
             continue
         value = kwargs.pop(name)
         azure = azure or (name in _AZURE_HINTS and bool(value))
+        owner_of = _peers.KEY_OWNERS.get(name) or _peers.HINTS.get(name)
+        if owner_of is not None and value is not None and value is not False:
+            out.implied[name] = owner_of
         if ours in canon and canon[ours] != value:
             raise ConfigurationError(f"{name} and {ours} disagree", field=ours)
         canon[ours] = value
-    ignored = [name for name in canon if name in _IGNORED]
-    if ignored:
-        reasons = "; ".join(f"{name}: {_IGNORED[name]}" for name in ignored)
-        warnings.warn(f"{owner} ignores {reasons}", UserWarning, stacklevel=4)
     for name, value in canon.items():
-        if name not in _IGNORED:
+        if name in _ALL_IGNORED:
+            out.ignored[name] = _ALL_IGNORED[name]
+        else:
             _HANDLERS.get(name, _setting)(out, name, value)
     azure = azure or canon.get("openai_api_type") in ("azure", "azure_ad")
     azure = azure or "deployment" in out.layer  # e.g. from a .../openai/deployments/{name} URL
     if azure and "provider" not in out.settings and "profile" not in out.settings:
         out.settings["provider"] = "azure"
+    finish(out, base, os.environ if environ is None else environ)
+    if out.ignored:
+        reasons = "; ".join(f"{name}: {why}" for name, why in out.ignored.items())
+        warnings.warn(f"{owner} ignores {reasons}", UserWarning, stacklevel=4)
     return out
 
 
@@ -172,10 +184,7 @@ def _setting(out: Translated, name: str, value: Any) -> None:
         _put(out.settings, name, value)
 
 
-def _put(target: dict[str, Any], name: str, value: Any) -> None:
-    if target.get(name, value) != value:
-        raise ConfigurationError(f"two values given for {name}", field=name)
-    target[name] = value
+_put = put
 
 
 def _api_key(out: Translated, name: str, value: Any) -> None:
@@ -200,13 +209,13 @@ def _base_url(out: Translated, name: str, value: Any) -> None:
 
 def _profile_field(out: Translated, name: str, value: Any) -> None:
     if value not in (None, ""):  # LlamaIndex's api_version defaults to ""
-        out.layer[name] = value
+        _put(out.layer, name, value)
 
 
 def _policy_field(out: Translated, name: str, value: Any) -> None:
     if value is not None:
-        policy, sub = _POLICY_FIELDS[name]
-        out.layer.setdefault(policy, {})[sub] = value
+        policy, sub = _PEER_POLICY_FIELDS[name]
+        _put(out.layer.setdefault(policy, {}), sub, value)
 
 
 def _timeout(out: Translated, name: str, value: Any) -> None:
@@ -221,7 +230,7 @@ def _timeout(out: Translated, name: str, value: Any) -> None:
     elif isinstance(value, tuple) and len(value) == 2:
         out.layer["timeouts"] = {"connect": value[0], "request": value[1]}
     else:
-        out.layer["timeouts"] = value  # a number: validated by the profile
+        _put(out.layer, "timeouts", value)  # a number: validated by the profile
 
 
 def _extra_body(out: Translated, name: str, value: Any) -> None:
@@ -294,7 +303,7 @@ _HANDLERS: dict[str, Callable[[Translated, str, Any], None]] = {
     "api_key": _api_key,
     "base_url": _base_url,
     **dict.fromkeys(_PROFILE_FIELDS, _profile_field),
-    **dict.fromkeys(_POLICY_FIELDS, _policy_field),
+    **dict.fromkeys(_PEER_POLICY_FIELDS, _policy_field),
     "timeout": _timeout,
     "extra_body": _extra_body,
     **dict.fromkeys(("headers", "params", "proxy"), _http),
@@ -303,7 +312,9 @@ _HANDLERS: dict[str, Callable[[Translated, str, Any], None]] = {
     "azure_ad_token": _azure_ad_token,
     **dict.fromkeys(_CLIENT_OPTIONS, _option),
     "show_progress_bar": _progress,
+    **_peers.HANDLERS,
 }
 _KNOWN = frozenset(
-    [*_HANDLERS, *_IGNORED, *_ALIASES.values(), "provider", "profile", "model", "dimensions"]
-)
+    [*_HANDLERS, *_ALL_IGNORED, *_ALL_ALIASES.values(), "provider", "profile", "model",
+     "dimensions"]
+)  # fmt: skip

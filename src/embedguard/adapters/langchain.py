@@ -46,15 +46,19 @@ class GuardedEmbeddings(BaseModel, Embeddings, ClientHealth):
     base class's thread offload. Failures raise embedguard's typed errors
     (:class:`~embedguard.AuthenticationError`, :class:`~embedguard.CircuitOpenError`, ...).
 
-    Build it from a profile, from a client, or from keywords, ``OpenAIEmbeddings``' and
-    ``AzureOpenAIEmbeddings``' included (``chunk_size``, ``max_retries``, ``timeout``,
-    ``azure_endpoint``, ``model_kwargs``, ``default_headers``... map onto the profile; see the
-    README's table)::
+    Build it from a profile, from a client, or from keywords, those of ``OpenAIEmbeddings``,
+    ``AzureOpenAIEmbeddings``, ``CohereEmbeddings``, ``VoyageAIEmbeddings``,
+    ``GoogleGenerativeAIEmbeddings``, ``BedrockEmbeddings`` and ``HuggingFaceEndpointEmbeddings``
+    included (``chunk_size``, ``max_retries``, ``timeout``, ``azure_endpoint``, ``model_kwargs``,
+    ``embedding_types``, ``task_type``, ``region_name``... map onto the profile; a peer's key
+    keyword selects its provider; see docs/adapters.md)::
 
         GuardedEmbeddings(profiles.mistral())
         GuardedEmbeddings(EmbeddingClient(profile, api_key=key))
         GuardedEmbeddings(model="text-embedding-3-large", dimensions=1024, api_key="sk-...")
         GuardedEmbeddings(azure_endpoint=url, azure_deployment="emb", api_version="2024-10-21")
+        GuardedEmbeddings(model="embed-english-v3.0", cohere_api_key=key, truncate="END")
+        GuardedEmbeddings(model_id="cohere.embed-english-v3", region_name="us-east-1")
 
     Empty or whitespace-only texts fail the call by default (``InputValidationError`` naming
     the first). ``empty="zero"`` gives each a zero vector and ``empty="skip"`` a vector of NaN:
@@ -73,12 +77,16 @@ class GuardedEmbeddings(BaseModel, Embeddings, ClientHealth):
         source: A :class:`~embedguard.ProviderProfile` or an :class:`~embedguard.EmbeddingClient`
             (positional), or ``None`` to build the profile from the keywords.
         client: An :class:`~embedguard.EmbeddingClient` to use (you keep its settings).
-        provider: A built-in profile name (``openai``, ``azure``, ``mistral``, ``ollama``,
-            ``openai_compatible``); default ``openai`` (``azure`` when Azure keywords are
-            given), or the profile's.
+        provider: A built-in profile name (``openai``, ``azure``, ``mistral``, ``cohere``,
+            ``voyage``, ``gemini``, ``bedrock``, ``tei``, ``ollama``, ``openai_compatible``);
+            default: the one a peer keyword belongs to (``azure`` for Azure keywords,
+            ``cohere`` for ``cohere_api_key``...), else ``openai``, or the profile's.
         model: The model name; default: the profile's.
         api_key: The key; default: read now from the provider's variable (``OPENAI_API_KEY``,
-            ``AZURE_OPENAI_API_KEY``, ``MISTRAL_API_KEY``, or the profile's ``api_key_env``).
+            ``AZURE_OPENAI_API_KEY``, ``MISTRAL_API_KEY``, ``CO_API_KEY``/``COHERE_API_KEY``,
+            ``VOYAGE_API_KEY``, ``GOOGLE_API_KEY``/``GEMINI_API_KEY``,
+            ``AWS_BEARER_TOKEN_BEDROCK`` (else SigV4), ``TEI_API_KEY``, or the profile's
+            ``api_key_env``).
         base_url: The endpoint root; default: the profile's, else the provider's variable.
         dimensions: The output vector size; default: the profile's.
         profile: A profile (keyword form of ``source``); the keywords above override it.

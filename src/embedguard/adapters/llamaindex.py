@@ -54,10 +54,13 @@ class GuardedEmbedding(BatchedEmbedding, ClientHealth):
     the client's bound, with LlamaIndex's events, callbacks and progress bar per batch.
     Failures raise embedguard's typed errors (:class:`~embedguard.AuthenticationError`, ...).
 
-    Build it from a profile, from a client, or from keywords, ``OpenAIEmbedding``'s and
-    ``AzureOpenAIEmbedding``'s included (``api_base``, ``max_retries``, ``timeout``,
-    ``additional_kwargs``, ``azure_endpoint``, ``azure_deployment``... map onto the profile;
-    see the README's table)::
+    Build it from a profile, from a client, or from keywords, those of ``OpenAIEmbedding``,
+    ``AzureOpenAIEmbedding``, ``CohereEmbedding``, ``VoyageEmbedding``,
+    ``GoogleGenAIEmbedding``, ``GeminiEmbedding``, ``BedrockEmbedding`` and
+    ``TextEmbeddingsInference`` included (``api_base``, ``max_retries``, ``timeout``,
+    ``additional_kwargs``, ``azure_endpoint``, ``input_type``, ``embedding_config``,
+    ``profile_name``, ``query_instruction``... map onto the profile; a peer's key keyword selects
+    its provider; see docs/adapters.md)::
 
         GuardedEmbedding(profiles.mistral())
         GuardedEmbedding(EmbeddingClient(profile, api_key=key))
@@ -78,9 +81,11 @@ class GuardedEmbedding(BatchedEmbedding, ClientHealth):
         source: A :class:`~embedguard.ProviderProfile` or :class:`~embedguard.EmbeddingClient`.
         client: An :class:`~embedguard.EmbeddingClient` to use (you keep its settings).
         model: The model name (``model_name`` is accepted too); default: the profile's.
-        provider: A built-in profile name; default ``openai`` (``azure`` when Azure keywords
-            are given), or the profile's.
-        api_key: The key; default: read now from the provider's variable (``OPENAI_API_KEY``...).
+        provider: A built-in profile name; default: the one a peer keyword belongs to
+            (``azure`` for Azure keywords, ``cohere`` for ``cohere_api_key``...), else
+            ``openai``, or the profile's.
+        api_key: The key; default: read now from the provider's variable (``OPENAI_API_KEY``,
+            ``CO_API_KEY``, ``GOOGLE_API_KEY``...; none for Bedrock with SigV4).
         base_url: The endpoint root; default: the profile's, else the provider's variable.
         dimensions: The output vector size; default: the profile's.
         profile: A profile (keyword form of ``source``); the keywords above override it.
