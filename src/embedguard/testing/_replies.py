@@ -11,6 +11,7 @@ from ._faults import Fault
 from ._http import HttpReply
 from ._ratelimit import RateDecision, rate_headers, retry_headers
 from ._routes import HTML_PAGE, EmbedCall, Route, error_200, error_body, render
+from ._wire_tei import tei_headers, tei_spec
 
 __all__ = ["STATUS_FAULTS", "Replies"]
 
@@ -33,7 +34,7 @@ class Replies:
         bits = self._rng.getrandbits(128)
         if provider == "openai":
             return [("x-request-id", f"req_{bits:032x}")]
-        if provider == "ollama":
+        if provider in ("ollama", "tei"):
             return []
         request_id = str(uuid.UUID(int=bits, version=4))
         if provider == "azure":
@@ -50,6 +51,8 @@ class Replies:
     ) -> HttpReply:
         """``spec`` in ``route``'s wire shape (OpenAI's for unknown routes), or ``body``."""
         provider = "openai" if route is None else route.provider
+        if provider == "tei":
+            spec = tei_spec(spec)
         all_headers = [("content-type", f"{_JSON}; charset=utf-8"), *self.ids(provider), *headers]
         if body is None:
             body = error_body(route, spec, api_version)
@@ -113,6 +116,8 @@ class Replies:
                 ("openai-processing-ms", str(int(elapsed * 1000))),
                 ("openai-version", "2020-10-01"),
             ]
+        if provider == "tei":
+            headers += tei_headers(call, elapsed)
         if decision is not None:
             headers += rate_headers(provider, decision)
         if kind == "truncate":

@@ -19,6 +19,8 @@ from ._errors import (
     status_error,
 )
 from ._vectors import count_tokens, deterministic_vectors, encode_base64_rows, lexical_vectors
+from ._wire_tei import PATHS as TEI_PATHS
+from ._wire_tei import parse_tei_call, tei_error_body, tei_inputs
 
 __all__ = [
     "HTML_PAGE",
@@ -67,6 +69,8 @@ def match_route(path: str) -> Route | None:
         return Route("ollama", legacy=True)
     if path == "/openai/v1/embeddings":
         return Route("azure")
+    if path in TEI_PATHS:
+        return Route("tei")
     match = _AZURE_DEPLOYMENT.fullmatch(path)
     if match is not None:
         return Route("azure", deployment=match.group(1))
@@ -103,6 +107,8 @@ class EmbedCall:
 
 def extract_inputs(route: Route, body: Any) -> tuple[str, ...]:
     """The string inputs of a request body, best effort (for the request log)."""
+    if route.provider == "tei":
+        return tei_inputs(body)
     if not isinstance(body, dict):
         return ()
     raw = body.get("prompt" if route.legacy else "input")
@@ -152,6 +158,8 @@ def parse_call(
     route: Route, query: dict[str, str], body: Any, limits: Limits
 ) -> EmbedCall | ErrorSpec:
     """Validate a request body for ``route``; return the call or the error to send."""
+    if route.provider == "tei":
+        return parse_tei_call(route, body, limits)
     api_version = query.get("api-version")
     if route.deployment is not None and not api_version:
         return ErrorSpec(400, "Missing required query parameter 'api-version'.")
@@ -192,6 +200,8 @@ def parse_call(
 def error_body(route: Route | None, spec: ErrorSpec, api_version: str | None = None) -> bytes:
     """The serialized error body of ``spec`` in ``route``'s wire shape (OpenAI when unknown)."""
     provider = "openai" if route is None else route.provider
+    if provider == "tei":
+        return tei_error_body(spec)
     return orjson.dumps(shape_error(provider, spec, api_version=api_version))
 
 
@@ -239,9 +249,11 @@ def render(call: EmbedCall, fault: str | None, rng: random.Random, elapsed_ns: i
     """The 200 body for ``call``, damaged as the data fault ``fault`` says (``None``: intact)."""
     provider = call.route.provider
     matrix, nan_row = _vectors(call, fault, rng)
-    rows, indices = _order(len(call.inputs), fault, rng, provider == "ollama")
-    payload: dict[str, Any]
-    if call.route.legacy:
+    rows, indices = _order(len(call.inputs), fault, rng, provider in ("ollama", "tei"))
+    payload: Any
+    if provider == "tei":  # a bare array of vectors
+        payload = [_float_row(matrix, r, nan_row) for r in rows]
+    elif call.route.legacy:
         payload = {"embedding": _float_row(matrix, 0, nan_row) if rows else []}
     elif provider == "ollama":
         payload = {

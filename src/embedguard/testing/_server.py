@@ -27,8 +27,9 @@ class EmbeddingServer:
     It listens on ``127.0.0.1`` on an ephemeral port, in an event loop on a background daemon
     thread, and speaks the OpenAI (``/v1/embeddings``), Azure OpenAI
     (``/openai/deployments/{deployment}/embeddings?api-version=...`` and
-    ``/openai/v1/embeddings``), Mistral (``/mistral/v1/embeddings``) and Ollama (``/api/embed``,
-    legacy ``/api/embeddings``) wire formats. Each vector is ``deterministic_vector(text, d)``
+    ``/openai/v1/embeddings``), Mistral (``/mistral/v1/embeddings``), Ollama (``/api/embed``,
+    legacy ``/api/embeddings``) and Text Embeddings Inference (``/tei/embed``, ``GET /tei/info``)
+    wire formats. Each vector is ``deterministic_vector(text, d)``
     (pseudo-random per text), or with ``vectors="lexical"`` ``lexical_vectors([text], d)[0]``,
     so that texts sharing words are close and retrieval over the vectors is meaningful.
 
@@ -209,9 +210,11 @@ class EmbeddingServer:
 
         ``"openai"`` / ``"openai_compatible"``: ``{url}/v1``; ``"mistral"``:
         ``{url}/mistral/v1``; ``"ollama"`` and ``"azure"``: ``{url}`` (the Azure client adds
-        ``/openai/deployments/{deployment}/embeddings?api-version=...`` or ``/openai/v1/...``).
+        ``/openai/deployments/{deployment}/embeddings?api-version=...`` or ``/openai/v1/...``);
+        ``"tei"``: ``{url}/tei``.
         """
-        suffix = {"openai": "/v1", "openai_compatible": "/v1", "mistral": "/mistral/v1"}
+        suffix = {"openai": "/v1", "openai_compatible": "/v1", "mistral": "/mistral/v1",
+                  "tei": "/tei"}  # fmt: skip
         if provider in suffix:
             return self.url + suffix[provider]
         if provider in {"ollama", "azure"}:
