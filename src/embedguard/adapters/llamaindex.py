@@ -152,10 +152,10 @@ class GuardedEmbedding(BatchedEmbedding, ClientHealth):
         return vector
 
     def _get_text_embedding(self, text: str) -> Embedding:
-        return self._get_query_embedding(text)
+        return self._get_text_embeddings([text])[0]  # a document: the document input type
 
     async def _aget_text_embedding(self, text: str) -> Embedding:
-        return await self._aget_query_embedding(text)
+        return (await self._aget_text_embeddings([text]))[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         with calls_on(self._client), track_usage() as usage:
