@@ -14,6 +14,7 @@ from .mistral import MistralCodec
 from .ollama import OllamaCodec
 from .openai import OpenAICodec
 from .registry import make_codec
+from .tei import TEICodec
 
 __all__ = [
     "AzureOpenAICodec",
@@ -25,6 +26,7 @@ __all__ = [
     "OpenAICodec",
     "OpenAICompatibleCodec",
     "RateLimitInfo",
+    "TEICodec",
     "decode_openai_data",
     "error_from_response",
     "make_codec",
