@@ -41,7 +41,8 @@ __all__ = [
 
 INFO_PATH = "/tei/info"
 PATHS = frozenset({"/tei/embed", INFO_PATH})
-PROMPTS = {"query": "query: ", "document": "document: ", "passage": "passage: "}
+PROMPTS = {"query": "query: ", "document": "document: ", "passage": "passage: ",
+           "classification": "classification: "}  # fmt: skip
 """The served model's prompts (``prompt_name`` -> text put before the input)."""
 MODEL_ID = "embedguard/loopback-tei"
 MAX_CLIENT_BATCH_SIZE = 32
