@@ -224,3 +224,11 @@ async def test_a_cancelled_fetch_is_tried_again(small: EmbeddingServer) -> None:
     np.testing.assert_array_equal(vectors, deterministic_vectors(TEXTS, D))
     assert len(fetches) == 2
     assert [n for p, n in paths(small) if p == "/tei/embed"] == [8] * 5
+
+
+def test_a_profile_that_sets_every_limit_fetches_nothing(small: EmbeddingServer) -> None:
+    """Every batching limit set explicitly: no GET /info, the profile's values are used."""
+    batching = {"max_inputs": 4, "max_tokens_per_request": 1000, "max_tokens_per_input": 100}
+    with client_for(small, batching=batching) as client:
+        client.embed(TEXTS[:8])
+    assert paths(small) == [("/tei/embed", 4), ("/tei/embed", 4)]

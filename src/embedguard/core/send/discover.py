@@ -7,8 +7,8 @@ caller (a thread or a coroutine) fetches through the endpoint's own HTTP clients
 waits for that one fetch; the policy found replaces the endpoint's profile's batching (the
 fields the user set explicitly stay, which ``batching_from_info`` decides). A fetch that fails (a
 404, a refused connection, garbage) logs one warning and leaves the profile's values: it never
-fails the call. A codec may also learn a tighter cap from a refusal later (``batch_cap``); the
-next call plans with it.
+fails the call. A profile that sets every batching limit itself fetches nothing. A codec may
+also learn a tighter cap from a refusal later (``batch_cap``); the next call plans with it.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["Discovery", "LimitsCodec", "discovery_for"]
 
 logger = logging.getLogger(__name__)
+_DEFAULTS = ("default", "provider default")  # sources of values a server's limits may replace
 
 
 @runtime_checkable
@@ -51,10 +52,14 @@ class LimitsCodec(Protocol):
 
 
 def discovery_for(ep: Endpoint) -> Discovery | None:
-    """A :class:`Discovery` for ``ep`` when its codec states limits over HTTP, else ``None``."""
-    if isinstance(ep.codec, LimitsCodec) and isinstance(ep.transport, HttpTransport):
-        return Discovery(ep, ep.codec, ep.transport)
-    return None
+    """A :class:`Discovery` for ``ep`` when its codec states limits over HTTP, else ``None``
+    (also when the profile set every batching limit itself: there is nothing to learn)."""
+    if not (isinstance(ep.codec, LimitsCodec) and isinstance(ep.transport, HttpTransport)):
+        return None
+    sources = ep.profile.sources()
+    if all(sources[f"batching.{name}"] not in _DEFAULTS for name in BatchPolicy.model_fields):
+        return None
+    return Discovery(ep, ep.codec, ep.transport)
 
 
 class Discovery:
