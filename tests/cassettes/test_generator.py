@@ -11,6 +11,7 @@ import yaml
 from .conftest import CASSETTES, ROOT
 
 PROVIDERS = {"openai", "azure", "mistral", "ollama", "openai_compatible"}
+"""The folders tools/make_cassettes.py writes (newer providers have their own generators)."""
 
 
 def _generator() -> ModuleType:
@@ -37,7 +38,9 @@ def test_committed_cassettes_match_the_generator():
     """Regenerating gives the committed files: same set, same interactions, same bodies."""
     generated: dict[str, str] = _generator().cassettes()
     committed = {
-        str(p.relative_to(CASSETTES)): p.read_text("utf-8") for p in CASSETTES.rglob("*.yaml")
+        str(p.relative_to(CASSETTES)): p.read_text("utf-8")
+        for p in CASSETTES.rglob("*.yaml")
+        if p.relative_to(CASSETTES).parts[0] in PROVIDERS
     }
     assert sorted(generated) == sorted(committed)
     for name, text in generated.items():
@@ -67,7 +70,7 @@ def test_generator_is_deterministic():
 def test_one_folder_per_provider_and_small():
     """cassettes/ holds one folder per provider and stays under 1 MB in all."""
     folders = {p.name for p in CASSETTES.iterdir() if p.is_dir()}
-    assert folders == PROVIDERS
+    assert folders >= PROVIDERS
     total = sum(p.stat().st_size for p in CASSETTES.rglob("*") if p.is_file())
     assert total < 1_000_000, f"cassettes/ is {total} bytes"
     assert all(any((CASSETTES / f).glob("*.yaml")) for f in PROVIDERS)
