@@ -144,6 +144,7 @@ def tei_spec(spec: ErrorSpec) -> ErrorSpec:
 
 def tei_error_body(spec: ErrorSpec) -> bytes:
     """The body of a TEI error: ``{"error", "error_type"}``, or nothing for 401/403/404/405."""
+    spec = tei_spec(spec)
     if spec.status in _BARE:
         return b""
     return orjson.dumps({"error": spec.message, "error_type": spec.type})

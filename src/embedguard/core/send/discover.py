@@ -38,6 +38,7 @@ __all__ = ["Discovery", "LimitsCodec", "discovery_for"]
 
 logger = logging.getLogger(__name__)
 _DEFAULTS = ("default", "provider default")  # sources of values a server's limits may replace
+_INFO_TIMEOUT = 10.0  # seconds, at most, for the whole fetch after connecting
 
 
 @runtime_checkable
@@ -65,8 +66,9 @@ def discovery_for(ep: Endpoint) -> Discovery | None:
 class Discovery:
     """Fetches one endpoint's limits once and plans its calls with them (thread- and async-safe).
 
-    Callers that find the fetch under way wait for it at most the profile's connect plus
-    request timeouts, then go on with the values in force.
+    The fetch gets the profile's connect timeout and at most 10 s to answer (the request timeout
+    when shorter); callers that find it under way wait for it that long at most, then go on with
+    the values in force.
     """
 
     def __init__(self, ep: Endpoint, codec: LimitsCodec, transport: HttpTransport) -> None:
@@ -76,8 +78,9 @@ class Discovery:
         self._lock = threading.Lock()
         self._fetch: Future[None] | None = None
         timeouts = ep.profile.timeouts
-        self._timeout = httpx.Timeout(timeouts.request, connect=timeouts.connect)
-        self._wait = timeouts.request + timeouts.connect
+        read = min(timeouts.request, _INFO_TIMEOUT)  # a static document: no reason to wait long
+        self._timeout = httpx.Timeout(read, connect=timeouts.connect)
+        self._wait = read + timeouts.connect
 
     def __repr__(self) -> str:
         state = "pending" if self._fetch is None else "done" if self._fetch.done() else "running"
