@@ -42,7 +42,7 @@ from ._codec import resolve_base_url, resolve_key, user_agent
 from ._decode import decode_float_rows
 from ._errors import error_from_response, safe_url
 from ._json import DecodedBody, JsonCodec
-from .base import EmbeddingResult, HttpRequest, RateLimitInfo
+from .base import HttpRequest, RateLimitInfo
 from .headers import int_header, lower_headers, request_id_of
 
 __all__ = ["DEFAULT_BASE_URL", "TEICodec"]
@@ -175,23 +175,6 @@ class TEICodec(JsonCodec):
         return BatchPolicy(**values)
 
     # -- response -----------------------------------------------------------------------------
-    def parse_response(
-        self,
-        status: int,
-        headers: Mapping[str, str],
-        body: bytes,
-        *,
-        n_inputs: int,
-        dimensions: int | None,
-        out: np.ndarray | None = None,
-    ) -> EmbeddingResult:
-        """Return the validated vectors of a 2xx response; raise the typed error otherwise."""
-        if not 200 <= status < 300:
-            raise self._error(status, headers, body)
-        return super().parse_response(
-            status, headers, body, n_inputs=n_inputs, dimensions=dimensions, out=out
-        )
-
     def _decode_body(
         self,
         status: int,
