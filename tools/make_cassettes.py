@@ -536,16 +536,23 @@ def cassettes() -> dict[str, str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Write every cassette under ``--out`` (default: the repository's ``cassettes/``)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def write_cassettes(
+    written: Callable[[], dict[str, str]], argv: list[str] | None, doc: str | None
+) -> int:
+    """A generator's command line: write what ``written()`` returns under ``--out``."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "cassettes")
     args = parser.parse_args(argv)
-    for path, text in cassettes().items():
+    for path, text in written().items():
         target = args.out / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write every cassette under ``--out`` (default: the repository's ``cassettes/``)."""
+    return write_cassettes(cassettes, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import sys
 from http import HTTPStatus
@@ -32,7 +31,6 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from make_cassettes import (
-    ROOT,
     Ids,
     _Dumper,
     _listed,
@@ -41,6 +39,7 @@ from make_cassettes import (
     f32_double,
     f32_numpy,
     unit_vectors,
+    write_cassettes,
 )
 
 HOST = "bedrock-runtime.us-east-1.amazonaws.com"
@@ -244,14 +243,7 @@ def cassettes() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Write every Bedrock cassette under ``--out`` (default: the repository's ``cassettes/``)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "cassettes")
-    args = parser.parse_args(argv)
-    for path, text in cassettes().items():
-        target = args.out / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-    return 0
+    return write_cassettes(cassettes, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import sys
 from pathlib import Path
@@ -231,14 +230,7 @@ def cassettes() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Write every Gemini cassette under ``--out`` (default: the repository's ``cassettes/``)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "cassettes")
-    args = parser.parse_args(argv)
-    for path, text in cassettes().items():
-        target = args.out / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-    return 0
+    return mc.write_cassettes(cassettes, argv, __doc__)
 
 
 if __name__ == "__main__":

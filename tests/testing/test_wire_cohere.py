@@ -48,14 +48,15 @@ def test_by_type_body_headers_and_key_order(server: EmbeddingServer) -> None:
 
 
 def test_compact_rows_are_what_cohere_types_mean() -> None:
-    """int8 peaks at +-127, uint8 is that plus 128, binary/ubinary pack sign bits MSB first."""
+    """int8 peaks at +-127, uint8 is that plus 128; ubinary packs sign bits MSB first and binary
+    is those bytes minus 128 (offset binary)."""
     matrix = np.array([[0.5, -0.25, 0.0, 0.1, -0.5, 0.2, 0.3, -0.1, 0.9]], dtype=np.float32)
     int8 = compact_rows(matrix, "int8")
     assert int8.dtype == np.int8 and int8.max() == 127 and int8[0, 2] == 0
     assert (compact_rows(matrix, "uint8").astype(int) == int8.astype(int) + 128).all()
     bits = [1, 0, 0, 1, 0, 1, 1, 0]  # value > 0, first byte
     assert compact_rows(matrix, "ubinary").tolist() == [[int("".join(map(str, bits)), 2), 128]]
-    assert compact_rows(matrix, "binary").view(np.uint8).tolist() == [[150, 128]]
+    assert compact_rows(matrix, "binary").tolist() == [[150 - 128, 0]]
 
 
 @pytest.mark.parametrize(

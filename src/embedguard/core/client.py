@@ -35,6 +35,7 @@ from .providers.base import RateLimitInfo
 from .providers.local import LocalModel
 from .send.cached import CacheView
 from .send.calls import Calls
+from .send.discover import discovery_for
 from .send.endpoint import Endpoint, build_endpoint, check_same_space
 from .tokens import TokenCounter, default_token_counter
 
@@ -194,6 +195,7 @@ class EmbeddingClient:
         ]
         self._primary = primary
         self._local = primary.codec if isinstance(primary.codec, LocalModel) else None
+        self._discovery = discovery_for(primary)  # a server that states its limits (TEI /info)
         self._breaker = primary.breaker
         store = open_cache(cache)
         self._cache = None
@@ -290,7 +292,10 @@ class EmbeddingClient:
         return self._embed(texts, _kind(input_type, "document"))
 
     def _embed(self, texts: Sequence[str], kind: str) -> np.ndarray:
-        plan = self._plan(texts)
+        valid = self._valid(texts)
+        if self._discovery is not None and valid:
+            self._discovery.ensure()
+        plan = self._plan(valid)
         if not plan.units:
             return self._cast(self._empty(plan))
         return self._cast(self._calls.run(plan, kind))
@@ -374,7 +379,10 @@ class EmbeddingClient:
     async def _aembed(self, texts: Sequence[str], kind: str) -> np.ndarray:
         if self._local is not None and not self._local.loaded and texts:
             await self._local.aload()  # planning reads the model's tokenizer: load it off the loop
-        plan = self._plan(texts)
+        valid = self._valid(texts)
+        if self._discovery is not None and valid:
+            await self._discovery.aensure()
+        plan = self._plan(valid)
         if not plan.units:
             return self._cast(self._empty(plan))
         return self._cast(await self._calls.arun(plan, kind))
@@ -432,11 +440,13 @@ class EmbeddingClient:
         await self.aclose()
 
     # -- planning and assembly (shared) -------------------------------------------------------
-    def _plan(self, texts: Sequence[str]) -> Plan:
+    def _valid(self, texts: Sequence[str]) -> list[str]:
         if self._closed:
             raise errors.ConfigurationError("the client is closed", field="client")
-        valid = validate_texts(texts, provider=self._profile.name, empty=self._empty_policy)
-        batching, counter = self._profile.batching, self._counter
+        return validate_texts(texts, provider=self._profile.name, empty=self._empty_policy)
+
+    def _plan(self, valid: list[str]) -> Plan:
+        batching, counter = self._primary.profile.batching, self._counter  # learned, if any
         if self._local is not None and valid:  # plan with what the model reads (loads it)
             batching = self._local.batching
             counter = self._given_counter or self._local.token_counter or counter

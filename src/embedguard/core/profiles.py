@@ -27,6 +27,7 @@ local          10  2  0.1      32     -          -  2048   5  off
 ollama /       60  2  0.1      32     -          -  2048   5  off
 compatible
 bedrock        30  4  1.0    1/96     -          -  1024  16  75% of 20, 10, 2, 30, 3
+tei            60  3  0.2      32     -          -  1024   8  75% of 20, 10, 2, 30, 3
 ============  ===  =  =====  ====  ====  =========  ====  ==  ========================
 
 Bedrock by model family: Titan takes one text per request (pool 16, so single-text requests
@@ -76,6 +77,7 @@ __all__ = [
     "ollama",
     "openai",
     "openai_compatible",
+    "tei",
     "voyage",
 ]
 
@@ -99,6 +101,7 @@ _OPENAI, _MISTRAL, _OLLAMA, _LOCAL = (
 )  # fmt: skip
 _COHERE = "embed-v4.0"
 _BEDROCK = "amazon.titan-embed-text-v2:0"
+_TEI = "tei"
 
 _LOCAL_SERVER: dict[str, Any] = {
     "timeouts": Timeouts(request=60.0, connect=5.0),
@@ -325,6 +328,32 @@ def voyage(model: str = "voyage-3.5", **overrides: Any) -> ProviderProfile:
     return _build(defaults, overrides, named=model != "voyage-3.5")
 
 
+def tei(model: str = _TEI, **overrides: Any) -> ProviderProfile:
+    """A Hugging Face Text Embeddings Inference server's native ``/embed`` route.
+
+    TEI serves one model, so ``model`` is a label (the served model id, or ``"tei"``). The
+    server's root comes from ``base_url``, else ``TEI_BASE_URL``, else ``http://localhost:8080``;
+    an optional key (``--api-key`` servers) from ``TEI_API_KEY``. Batching starts from TEI's own
+    defaults (32 inputs per request, 16,384 tokens per batch, 512 tokens per input) and, where
+    the profile leaves them at that, follows the limits the server's ``/info`` states, fetched
+    once before the first call. ``query_input_type`` / ``document_input_type`` name the model's
+    prompts (sent as ``prompt_name``). No rate limit is assumed: TEI answers 429 only when its
+    queue is full. For TEI's OpenAI-compatible route, use
+    ``openai_compatible(model, base_url="http://host:8080/v1")`` instead.
+    """
+    defaults: dict[str, Any] = {
+        "provider": "tei",
+        "model": model,
+        "timeouts": Timeouts(request=60.0, connect=5.0),
+        "pool_size": 8,
+        "retry": RetryPolicy(max_retries=3, initial_delay=0.2),
+        "batching": BatchPolicy(
+            max_inputs=32, max_tokens_per_request=16_384, max_tokens_per_input=512
+        ),
+    }
+    return _build(defaults, overrides, named=model != _TEI)
+
+
 def local(model: str = _LOCAL, **overrides: Any) -> ProviderProfile:
     """An in-process model (sentence-transformers); no network, no rate limit, breaker off."""
     defaults = {
@@ -346,6 +375,7 @@ _BUILTIN: dict[str, Callable[..., ProviderProfile]] = {
     "bedrock": bedrock,
     "ollama": ollama,
     "openai_compatible": openai_compatible,
+    "tei": tei,
     "local": local,
     "voyage": voyage,
 }

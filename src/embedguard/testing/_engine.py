@@ -25,6 +25,8 @@ from ._replies import Replies
 from ._routes import EmbedCall, Limits, Route, extract_inputs, match_route, parse_call
 from ._wire_bedrock_auth import auth_error as bedrock_auth_error
 from ._wire_gemini import bad_key_error
+from ._wire_tei import INFO_PATH as TEI_INFO
+from ._wire_tei import info_reply as tei_info
 
 __all__ = ["Engine", "RecordedRequest", "decode_body"]
 
@@ -226,6 +228,9 @@ class Engine:
         if route is None:
             spec = ErrorSpec(404, f"Invalid URL ({request.method} {request.path})")
             return _Plan(None, reply=self._replies.error(None, spec)), record
+        if request.path == TEI_INFO:
+            info = tei_info(self._limits, request.method, self._authorized(request.headers))
+            return _Plan(route, reply=info), record
         error: ErrorSpec | None = None
         if request.method != "POST":
             error = ErrorSpec(405, f"Method {request.method} not allowed; use POST.")

@@ -13,6 +13,7 @@ from ._http import HttpReply
 from ._ratelimit import RateDecision, rate_headers, retry_headers
 from ._routes import HTML_PAGE, EmbedCall, Route, error_200, error_body, render
 from ._wire_cohere import cohere_ids, cohere_success_headers
+from ._wire_tei import tei_headers, tei_spec
 
 __all__ = ["STATUS_FAULTS", "Replies"]
 
@@ -35,7 +36,7 @@ class Replies:
         bits = self._rng.getrandbits(128)
         if provider == "openai":
             return [("x-request-id", f"req_{bits:032x}")]
-        if provider in ("ollama", "gemini"):  # neither sends a request id
+        if provider in ("ollama", "gemini", "tei"):  # none sends a request id
             return []
         if provider == "cohere":
             return cohere_ids(bits)
@@ -60,6 +61,8 @@ class Replies:
         provider = "openai" if route is None else route.provider
         if provider == "bedrock":
             spec, body, headers = wire_bedrock.error(spec, body, headers)
+        if provider == "tei":
+            spec = tei_spec(spec)
         all_headers = [("content-type", f"{_JSON}; charset=utf-8"), *self.ids(provider), *headers]
         if body is None:
             body = error_body(route, spec, api_version)
@@ -127,6 +130,8 @@ class Replies:
             headers += cohere_success_headers(call.inputs, call.tokens)
         elif provider == "bedrock":
             headers += wire_bedrock.success_headers(call, elapsed)
+        elif provider == "tei":
+            headers += tei_headers(call, elapsed)
         if decision is not None:
             headers += rate_headers(provider, decision)
         if kind == "truncate":

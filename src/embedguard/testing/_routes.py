@@ -21,6 +21,8 @@ from ._errors import (
 from ._vectors import count_tokens, deterministic_vectors, encode_base64_rows, lexical_vectors
 from ._wire_cohere import PATH as COHERE_PATH
 from ._wire_cohere import CohereRequest, cohere_payload, parse_cohere
+from ._wire_tei import PATHS as TEI_PATHS
+from ._wire_tei import parse_tei_call, tei_error_body, tei_inputs
 
 __all__ = [
     "HTML_PAGE",
@@ -83,6 +85,8 @@ def match_route(path: str) -> Route | None:
         from ._wire_bedrock import match as bedrock_route
 
         return bedrock_route(path)
+    if path in TEI_PATHS:
+        return Route("tei")
     match = _AZURE_DEPLOYMENT.fullmatch(path)
     if match is not None:
         return Route("azure", deployment=match.group(1))
@@ -124,6 +128,8 @@ def extract_inputs(route: Route, body: Any) -> tuple[str, ...]:
         from ._wire_bedrock import inputs_of
 
         return inputs_of(body)
+    if route.provider == "tei":
+        return tei_inputs(body)
     if not isinstance(body, dict):
         return ()
     if route.provider == "gemini":
@@ -198,6 +204,8 @@ def parse_call(
         from ._wire_bedrock import parse_call as bedrock_call
 
         return bedrock_call(route, body, limits)
+    if route.provider == "tei":
+        return parse_tei_call(route, body, limits)
     api_version = query.get("api-version")
     if route.deployment is not None and not api_version:
         return ErrorSpec(400, "Missing required query parameter 'api-version'.")
@@ -243,6 +251,8 @@ def error_body(route: Route | None, spec: ErrorSpec, api_version: str | None = N
 
         assert isinstance(route, GeminiRoute)
         return orjson.dumps(gemini_error_body(route, spec))
+    if provider == "tei":
+        return tei_error_body(spec)
     return orjson.dumps(shape_error(provider, spec, api_version=api_version))
 
 
@@ -299,9 +309,11 @@ def render(call: EmbedCall, fault: str | None, rng: random.Random, elapsed_ns: i
 
         return bedrock_render(call, fault, rng)
     matrix, nan_row = _vectors(call, fault, rng)
-    rows, indices = _order(len(call.inputs), fault, rng, provider in ("ollama", "cohere"))
-    payload: dict[str, Any]
-    if call.route.legacy:
+    rows, indices = _order(len(call.inputs), fault, rng, provider in ("ollama", "cohere", "tei"))
+    payload: Any
+    if provider == "tei":  # a bare array of vectors
+        payload = [_float_row(matrix, r, nan_row) for r in rows]
+    elif call.route.legacy:
         payload = {"embedding": _float_row(matrix, 0, nan_row) if rows else []}
     elif provider == "ollama":
         payload = {

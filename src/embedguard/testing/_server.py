@@ -29,11 +29,11 @@ class EmbeddingServer:
     (``/openai/deployments/{deployment}/embeddings?api-version=...`` and
     ``/openai/v1/embeddings``), Mistral (``/mistral/v1/embeddings``), Ollama (``/api/embed``,
     legacy ``/api/embeddings``), Cohere (``/cohere/v2/embed``), Voyage (``/voyage/v1/embeddings``),
-    Gemini (``/gemini/v1beta/models/{model}:batchEmbedContents``) and Bedrock
-    (``/bedrock/model/{modelId}/invoke``) wire formats. Each vector is
-    ``deterministic_vector(text, d)`` (pseudo-random per text), or with ``vectors="lexical"``
-    ``lexical_vectors([text], d)[0]``, so that texts sharing words are close and retrieval over
-    the vectors is meaningful.
+    Gemini (``/gemini/v1beta/models/{model}:batchEmbedContents``), Bedrock
+    (``/bedrock/model/{modelId}/invoke``) and Text Embeddings Inference (``/tei/embed``,
+    ``GET /tei/info``) wire formats. Each vector is ``deterministic_vector(text, d)``
+    (pseudo-random per text), or with ``vectors="lexical"`` ``lexical_vectors([text], d)[0]``,
+    so that texts sharing words are close and retrieval over the vectors is meaningful.
 
     Every request sleeps ``latency + latency_per_input * n_inputs`` while holding one of
     ``max_concurrency`` slots (further requests queue). Usage counts tokens with
@@ -221,10 +221,12 @@ class EmbeddingServer:
         ``"azure"``: ``{url}`` (the Azure client adds
         ``/openai/deployments/{deployment}/embeddings?api-version=...`` or ``/openai/v1/...``);
         ``"gemini"``: ``{url}/gemini`` (the client adds ``/v1beta/models/{model}:...``);
-        ``"bedrock"``: ``{url}/bedrock`` (the client adds ``/model/{modelId}/invoke``).
+        ``"bedrock"``: ``{url}/bedrock`` (the client adds ``/model/{modelId}/invoke``);
+        ``"tei"``: ``{url}/tei``.
         """
         suffix = {"openai": "/v1", "openai_compatible": "/v1", "mistral": "/mistral/v1",
-                  "cohere": "/cohere", "voyage": "/voyage/v1", "bedrock": "/bedrock"}  # fmt: skip
+                  "cohere": "/cohere", "voyage": "/voyage/v1", "bedrock": "/bedrock",
+                  "tei": "/tei"}  # fmt: skip
         if provider in suffix:
             return self.url + suffix[provider]
         if provider in {"ollama", "azure"}:

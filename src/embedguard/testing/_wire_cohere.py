@@ -164,14 +164,18 @@ def compact_rows(matrix: npt.NDArray[np.float32], embedding_type: str) -> npt.ND
 
     ``int8``: each row scaled so its largest magnitude is 127, rounded; ``uint8``: that plus
     128; ``binary``/``ubinary``: one bit per dimension (``value > 0``), packed 8 per byte, most
-    significant bit first, as int8/uint8. ``float``: the matrix itself.
+    significant bit first: ``ubinary`` the bytes, ``binary`` the bytes minus 128 (offset binary,
+    as sentence-transformers' quantization, Voyage and Bedrock define it). ``float``: the matrix
+    itself.
     """
     if embedding_type == "float":
         return matrix
     clean = np.nan_to_num(matrix.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     if embedding_type in _BITS:
         packed = np.packbits(clean > 0, axis=1)
-        return packed.view(np.int8) if embedding_type == "binary" else packed
+        if embedding_type == "binary":
+            return (packed.astype(np.int16) - 128).astype(np.int8)
+        return packed
     peak = np.abs(clean).max(axis=1, keepdims=True)
     peak[peak == 0] = 1.0
     scaled = np.rint(clean / peak * 127).astype(np.int16)

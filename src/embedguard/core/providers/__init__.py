@@ -16,6 +16,7 @@ from .mistral import MistralCodec
 from .ollama import OllamaCodec
 from .openai import OpenAICodec
 from .registry import make_codec
+from .tei import TEICodec
 
 __all__ = [
     "AzureOpenAICodec",
@@ -29,6 +30,7 @@ __all__ = [
     "OpenAICodec",
     "OpenAICompatibleCodec",
     "RateLimitInfo",
+    "TEICodec",
     "decode_openai_data",
     "error_from_response",
     "make_codec",

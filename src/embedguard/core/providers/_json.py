@@ -33,7 +33,7 @@ import pybase64
 from pydantic import SecretStr
 
 from embedguard.core.config import ProviderProfile
-from embedguard.core.errors import ConfigurationError, InputValidationError
+from embedguard.core.errors import ConfigurationError, InputValidationError, ProviderError
 
 from ._codec import user_agent
 from ._errors import error_from_response
@@ -409,7 +409,17 @@ class JsonCodec:
         )  # fmt: skip
 
     def _rate_limit(self, headers: Mapping[str, str]) -> RateLimitInfo | None:
+        """What a 2xx's (lower-cased) headers state about the limits; OpenAI's by default."""
+        if not any(name.startswith("x-ratelimit") for name in headers):
+            return None
         return openai_rate_limit(headers)
+
+    def _error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        """The typed error a non-2xx reply stands for (``headers`` lower-cased); OpenAI-style
+        bodies by default."""
+        return error_from_response(
+            self.name, status, headers, body, secrets=self._secrets(), url=self.url
+        )
 
     def parse_response(
         self,
@@ -429,19 +439,15 @@ class JsonCodec:
             ProviderError: The subclass for a non-2xx status or an error body.
             ResponseValidationError: A 2xx that is not one finite vector per input.
         """
+        lowered = lower_headers(headers)
         if not 200 <= status < 300:
-            raise error_from_response(
-                self.name, status, lower_headers(headers), body, secrets=self._secrets(),
-                url=self.url,
-            )  # fmt: skip
-        lowered = {name.lower(): value for name, value in headers.items()}
+            raise self._error(status, lowered, body)
         decoded = self._decode_body(
             status, lowered, body, n_inputs=n_inputs, dimensions=dimensions, out=out
         )
-        stated = any(name.startswith("x-ratelimit") for name in lowered)
         return EmbeddingResult(
             vectors=decoded.vectors,
             prompt_tokens=decoded.prompt_tokens,
             model=decoded.model,
-            rate_limit=self._rate_limit(lowered) if stated else None,
+            rate_limit=self._rate_limit(lowered),
         )

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import numpy as np
 
 from embedguard.core.config import ProviderProfile
-from embedguard.core.errors import ConfigurationError, InputValidationError
+from embedguard.core.errors import ConfigurationError, InputValidationError, ProviderError
 
 from ._aws import SigV4Signer, resolve_region
 from ._bedrock_decode import WIRE_TYPES, decode_cohere, decode_titan
@@ -28,7 +28,7 @@ from ._bedrock_models import BEDROCK_MODELS, BedrockModel, bedrock_model
 from ._codec import resolve_base_url, resolve_key
 from ._decode import load_json_object
 from ._json import DecodedBody, JsonCodec
-from .base import EmbeddingResult, HttpRequest, RateLimitInfo
+from .base import HttpRequest, RateLimitInfo
 from .headers import int_header, lower_headers, request_id_of
 
 __all__ = ["BedrockCodec", "make_bedrock_codec"]
@@ -132,28 +132,10 @@ class BedrockCodec(JsonCodec):
                            body=request.body)  # fmt: skip
 
     # -- response -------------------------------------------------------------------------------
-    def parse_response(
-        self,
-        status: int,
-        headers: Mapping[str, str],
-        body: bytes,
-        *,
-        n_inputs: int,
-        dimensions: int | None,
-        out: np.ndarray | None = None,
-    ) -> EmbeddingResult:
-        """Return the validated vectors of a 2xx response; raise the typed error otherwise.
-
-        Raises:
-            ProviderError: The subclass ``x-amzn-ErrorType`` (else the status) stands for.
-            ResponseValidationError: A 2xx that is not one finite vector per input.
-        """
-        if not 200 <= status < 300:
-            raise bedrock_error(
-                self.name, status, headers, body, secrets=self._secrets(), url=self.url
-            )
-        return super().parse_response(
-            status, headers, body, n_inputs=n_inputs, dimensions=dimensions, out=out
+    def _error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        """The subclass ``x-amzn-ErrorType`` (else the status) stands for."""
+        return bedrock_error(
+            self.name, status, headers, body, secrets=self._secrets(), url=self.url
         )
 
     def _decode_body(

@@ -19,13 +19,12 @@ import numpy as np
 from pydantic import SecretStr
 
 from embedguard.core.config import ProviderProfile
-from embedguard.core.errors import ConfigurationError
+from embedguard.core.errors import ConfigurationError, ProviderError
 
 from ._codec import NativeSize, check_native_dimensions, resolve_base_url, resolve_key
 from ._cohere import EMBEDDING_TYPES, cohere_error, cohere_rate_limit, decode_cohere_body
 from ._json import DecodedBody, JsonCodec
-from .base import EmbeddingResult
-from .headers import lower_headers
+from .base import RateLimitInfo
 
 __all__ = [
     "COHERE_NATIVE_DIMENSIONS",
@@ -176,36 +175,10 @@ class CohereCodec(JsonCodec):
             dimensions=dimensions, secrets=self._secrets(), out=out,
         )  # fmt: skip
 
-    def parse_response(
-        self,
-        status: int,
-        headers: Mapping[str, str],
-        body: bytes,
-        *,
-        n_inputs: int,
-        dimensions: int | None,
-        out: np.ndarray | None = None,
-    ) -> EmbeddingResult:
-        """Return the validated vectors of a 2xx response; raise the typed error otherwise.
+    def _error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        """Cohere's error bodies (see :func:`~embedguard.core.providers._cohere.cohere_error`)."""
+        return cohere_error(self.name, status, headers, body, secrets=self._secrets(), url=self.url)
 
-        Rate-limit statements are Cohere's trial-key headers (see :func:`cohere_rate_limit`).
-
-        Raises:
-            ProviderError: The subclass for a non-2xx status or an error body
-                (see :func:`~embedguard.core.providers._cohere.cohere_error`).
-            ResponseValidationError: A 2xx that is not one finite vector per input.
-        """
-        lowered = lower_headers(headers)
-        if not 200 <= status < 300:
-            raise cohere_error(
-                self.name, status, lowered, body, secrets=self._secrets(), url=self.url
-            )
-        decoded = self._decode_body(
-            status, lowered, body, n_inputs=n_inputs, dimensions=dimensions, out=out
-        )
-        return EmbeddingResult(
-            vectors=decoded.vectors,
-            prompt_tokens=decoded.prompt_tokens,
-            model=decoded.model,
-            rate_limit=cohere_rate_limit(lowered),
-        )
+    def _rate_limit(self, headers: Mapping[str, str]) -> RateLimitInfo | None:
+        """Cohere's trial-key headers (see :func:`cohere_rate_limit`)."""
+        return cohere_rate_limit(headers)

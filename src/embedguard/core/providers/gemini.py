@@ -34,7 +34,7 @@ from ._codec import NativeSize, check_native_dimensions, resolve_base_url, resol
 from ._decode import decode_float_rows, load_json_object
 from ._google_rpc import google_rpc_error
 from ._json import DecodedBody, JsonCodec
-from .base import EmbeddingResult, HttpRequest
+from .base import HttpRequest
 from .headers import request_id_of
 
 __all__ = [
@@ -225,28 +225,6 @@ class GeminiCodec(JsonCodec):
     def _error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         return google_rpc_error(
             self.name, status, headers, body, secrets=self._secrets(), url=self.url
-        )
-
-    def parse_response(
-        self,
-        status: int,
-        headers: Mapping[str, str],
-        body: bytes,
-        *,
-        n_inputs: int,
-        dimensions: int | None,
-        out: np.ndarray | None = None,
-    ) -> EmbeddingResult:
-        """Return the validated vectors of a 2xx response; raise the typed error otherwise.
-
-        Raises:
-            ProviderError: The subclass for a non-2xx status or an error body (Google RPC).
-            ResponseValidationError: A 2xx that is not one finite vector per input, in order.
-        """
-        if not 200 <= status < 300:
-            raise self._error(status, headers, body)
-        return super().parse_response(
-            status, headers, body, n_inputs=n_inputs, dimensions=dimensions, out=out
         )
 
     def _decode_body(

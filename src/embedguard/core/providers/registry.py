@@ -83,6 +83,10 @@ def make_codec(
         from .voyage import VoyageCodec
 
         return VoyageCodec(profile, api_key=api_key, environ=env)
+    if profile.provider == "tei":
+        from .tei import TEICodec
+
+        return TEICodec(profile, api_key=api_key, environ=env)
     raise ConfigurationError(
         f"the {profile.provider!r} provider runs in-process and has no HTTP codec; "
         "in-process models are not available yet",

@@ -42,8 +42,8 @@ from ._codec import resolve_base_url, resolve_key
 from ._errors import error_from_response
 from ._json import DecodedBody, JsonCodec, decode_openai_body
 from ._voyage_compact import decode_compact_body
-from .base import EmbeddingResult, RateLimitInfo
-from .headers import lower_headers, openai_rate_limit, rate_limit_or_none
+from .base import RateLimitInfo
+from .headers import openai_rate_limit, rate_limit_or_none
 
 __all__ = [
     "VOYAGE_MODELS",
@@ -347,33 +347,10 @@ class VoyageCodec(JsonCodec):
             return decoded._replace(prompt_tokens=None)
         return decoded
 
-    def parse_response(
-        self,
-        status: int,
-        headers: Mapping[str, str],
-        body: bytes,
-        *,
-        n_inputs: int,
-        dimensions: int | None,
-        out: np.ndarray | None = None,
-    ) -> EmbeddingResult:
-        """Return the validated vectors of a 2xx response; raise the typed error otherwise.
+    def _error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        """Voyage's ``{"detail": ...}`` bodies (see :func:`voyage_error`)."""
+        return voyage_error(self.name, status, headers, body, secrets=self._secrets(), url=self.url)
 
-        Raises:
-            ProviderError: The subclass for a non-2xx status (see :func:`voyage_error`).
-            ResponseValidationError: A 2xx that is not one valid vector per input.
-        """
-        lowered = lower_headers(headers)
-        if not 200 <= status < 300:
-            raise voyage_error(
-                self.name, status, lowered, body, secrets=self._secrets(), url=self.url
-            )
-        decoded = self._decode_body(
-            status, lowered, body, n_inputs=n_inputs, dimensions=dimensions, out=out
-        )
-        return EmbeddingResult(
-            vectors=decoded.vectors,
-            prompt_tokens=decoded.prompt_tokens,
-            model=decoded.model,
-            rate_limit=voyage_rate_limit(lowered),
-        )
+    def _rate_limit(self, headers: Mapping[str, str]) -> RateLimitInfo | None:
+        """The free tier's ``x-api-warning`` (see :func:`voyage_rate_limit`)."""
+        return voyage_rate_limit(headers)
