@@ -225,3 +225,58 @@ def test_llamaindex_bedrock_profile_name_reaches_the_wire(tmp_path: Path) -> Non
         emb.close()
     np.testing.assert_allclose(vectors, deterministic_vectors(["a", "b", "c"], 256), rtol=1e-6)
     assert "AWS_PROFILE" not in os.environ
+
+
+# -- TEI -----------------------------------------------------------------------------------------
+def _embeds(server: EmbeddingServer) -> list[Any]:
+    """The /embed requests (the client fetched /info once before them)."""
+    assert [r.path for r in server.requests][:1] == ["/tei/info"]
+    return [r for r in server.requests if r.path == "/tei/embed"]
+
+
+def test_langchain_huggingface_endpoint_keywords_reach_the_wire(server: EmbeddingServer) -> None:
+    """HuggingFaceEndpointEmbeddings pointed at a TEI URL: the token is the server's key and
+    model_kwargs' prompt_name and truncate are sent for every text, as the peer sends them."""
+    emb = GuardedEmbeddings(
+        model=server.base_url("tei"), huggingfacehub_api_token=KEY, task="feature-extraction",
+        model_kwargs={"prompt_name": "passage", "truncate": True},
+    )  # fmt: skip
+    docs = emb.embed_documents(["d1", "d2"])
+    query = emb.embed_query("q1")
+    requests = _embeds(server)
+    assert emb.provider == "tei" and emb.base_url == server.base_url("tei")
+    assert {r.headers["authorization"] for r in requests} == {f"Bearer {KEY}"}
+    sent = [(r.body["prompt_name"], r.body["truncate"]) for r in requests]
+    assert sent == [("passage", True)] * 2
+    want = deterministic_vectors(["passage: d1", "passage: d2", "passage: q1"], 1024)
+    np.testing.assert_allclose([*docs, query], want, rtol=1e-6)
+    emb.close()
+
+
+def test_llamaindex_text_embeddings_inference_keywords_reach_the_wire() -> None:
+    """TextEmbeddingsInference: instructions before each text, the auth token, batches of
+    embed_batch_size; truncate_text cuts an over-long text (without it, it is refused)."""
+    from embedguard import InputValidationError
+
+    long_text = " ".join(f"w{i}" for i in range(200))
+    with EmbeddingServer(dimensions=64, require_key=KEY, max_input_tokens=64) as server:
+        base = {"model_name": "BAAI/bge-small-en-v1.5", "base_url": server.base_url("tei"),
+                "query_instruction": "Q:", "text_instruction": "D:", "auth_token": KEY}  # fmt: skip
+        emb = GuardedEmbedding(**base, truncate_text=True, embed_batch_size=2, timeout=30.0)
+        texts = emb.get_text_embedding_batch(["t1", "t2", "t3"])
+        query = emb.get_query_embedding("q1")
+        cut = emb.get_text_embedding(long_text)
+        requests = _embeds(server)
+        batches = sorted(r.inputs for r in requests[:2])  # sent side by side: either order
+        assert (batches, requests[2].inputs) == ([("D: t1", "D: t2"), ("D: t3",)], ("Q: q1",))
+        assert all(r.body["truncate"] is True for r in requests)
+        sent = requests[3].inputs[0]
+        assert long_text.startswith(sent[3:]) and len(sent) < len(long_text)
+        assert emb.metrics().inputs_adjusted["truncated"] == 1
+        emb.close()
+        refusing = GuardedEmbedding(**base)
+        with pytest.raises(InputValidationError):
+            refusing.get_text_embedding(long_text)
+        refusing.close()
+    want = deterministic_vectors(["D: t1", "D: t2", "D: t3", "Q: q1", sent], 64)
+    np.testing.assert_allclose([*texts, query, cut], want, rtol=1e-6)
