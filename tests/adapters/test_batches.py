@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -135,3 +136,46 @@ def test_a_failed_batch_names_positions_in_the_whole_list(server: EmbeddingServe
     assert failed and len(failed) in (10, SIZE)
     start = min(failed)
     assert start % SIZE == 0 and list(failed) == list(range(start, start + len(failed)))
+
+
+# -- lists made as batches arrive ---------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_lists_are_the_clients_vectors_in_every_case(server: EmbeddingServer, mode: str) -> None:
+    """embed_documents gives exactly embed().tolist(): distinct texts over many batches,
+    duplicates, texts partly cached, and a batch retried after a 500."""
+    from embedguard import EmbeddingClient
+
+    profile = fast_profile(server, batching={"max_inputs": SIZE})
+    lc = GuardedEmbeddings(EmbeddingClient(profile, api_key=KEY, environ={}, cache="memory"))
+    run = lc.embed_documents if mode == "sync" else (lambda t: asyncio.run(lc.aembed_documents(t)))
+    expected = deterministic_vectors(TEXTS, server.dimensions)
+    plain = run(TEXTS)
+    assert plain == expected.tolist() and all(type(v) is list for v in plain)
+    dupes = TEXTS[:30] + TEXTS[:30]
+    assert run(dupes) == deterministic_vectors(dupes, server.dimensions).tolist()
+    fresh = [f"fresh {i}" for i in range(50)]
+    mixed = fresh[:25] + TEXTS[:40] + fresh[25:]  # 40 cached, 50 sent
+    server.script(Fault.status(500))
+    assert run(mixed) == deterministic_vectors(mixed, server.dimensions).tolist()
+    lc.close()
+
+
+def test_each_batch_converts_its_own_rows(server: EmbeddingServer) -> None:
+    """run_batches puts each successful batch's rows, as lists, at its rows; a failed batch's
+    rows stay empty (the caller takes them from the array, or raises)."""
+    from embedguard import EmbeddingClient
+    from embedguard.core.planning import split_units
+    from embedguard.core.send.drivers import run_batches
+
+    profile = fast_profile(server, batching={"max_inputs": SIZE}, retry={"max_retries": 0})
+    with EmbeddingClient(profile, api_key=KEY, environ={}) as client:
+        ep = client._primary
+        batches = split_units(TEXTS[:60], [3] * 60, ep.profile.batching, concurrency=1)
+        lists: list[Any] = [None] * 60
+        server.script(Fault.status(400))  # the first request to arrive fails for good
+        result = run_batches(ep, batches, 60, lists)
+    failed = sorted(result.failed)
+    assert len(failed) == SIZE and all(lists[i] is None for i in failed)
+    ok = [i for i in range(60) if i not in result.failed]
+    assert result.vectors is not None
+    assert [lists[i] for i in ok] == result.vectors[ok].tolist()

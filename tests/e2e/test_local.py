@@ -131,7 +131,7 @@ def test_batches_hold_texts_of_like_length_in_input_order_out(model: Any, mode: 
     rng = np.random.default_rng(7)
     texts = [" ".join(["word"] * int(n)) + f" {i}" for i, n in enumerate(rng.integers(1, 60, 24))]
     spy = _Spy(model)
-    profile = profiles.local(batching={"max_inputs": 8})
+    profile = profiles.local(batching={"max_inputs": 8}, timeouts=120)  # a loaded machine
     with EmbeddingClient(profile, local_model=spy) as client:
         vectors = client.embed(texts) if mode == "sync" else asyncio.run(client.aembed(texts))
     lengths = [[len(t.split()) for t in batch] for batch in spy.batches]

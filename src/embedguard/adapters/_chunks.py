@@ -23,10 +23,13 @@ from embedguard.core.client import EmbeddingClient
 from embedguard.core.errors import ConfigurationError, EmbedGuardError
 from embedguard.core.usage import Usage, track_usage
 
-__all__ = ["Chunk", "aembed_chunks", "embed_chunks", "progress_bar", "sliced"]
+__all__ = ["Chunk", "Rows", "aembed_chunks", "embed_chunks", "progress_bar", "sliced"]
 
 Chunk = tuple[Sequence[str], np.ndarray, Usage | None]
 """A chunk's texts, their vectors (float32, one row per text) and what embedding them used."""
+
+Rows = tuple[Sequence[str], np.ndarray | list[list[float]], Usage | None]
+"""A :data:`Chunk` whose vectors may already be Python lists (see :func:`sliced`)."""
 
 
 def _split(texts: Sequence[str], size: int) -> list[Sequence[str]]:
@@ -45,8 +48,11 @@ async def _aone(client: EmbeddingClient, texts: Sequence[str]) -> tuple[np.ndarr
     return vectors, usage
 
 
-def sliced(texts: Sequence[str], vectors: np.ndarray, usage: Usage, size: int) -> Iterator[Chunk]:
-    """One call's result cut into chunks of ``size`` (its usage goes with the first)."""
+def sliced(
+    texts: Sequence[str], vectors: np.ndarray | list[list[float]], usage: Usage, size: int
+) -> Iterator[Rows]:
+    """One call's result (an array, or its rows as lists) cut into chunks of ``size`` (its usage
+    goes with the first)."""
     for start in range(0, len(texts), size):
         end = start + size
         yield texts[start:end], vectors[start:end], usage if start == 0 else None

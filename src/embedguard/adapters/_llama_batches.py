@@ -23,7 +23,7 @@ from llama_index_instrumentation import get_dispatcher
 
 from embedguard.core.usage import Usage, calls_on, track_usage
 
-from ._chunks import Chunk, aembed_chunks, embed_chunks, progress_bar, sliced
+from ._chunks import Rows, aembed_chunks, embed_chunks, progress_bar, sliced
 
 if TYPE_CHECKING:
     from embedguard.core.client import EmbeddingClient
@@ -73,8 +73,8 @@ class BatchedEmbedding(BaseEmbedding):
         ):
             ids = self._start(texts)
             if bar is None:
-                with track_usage() as usage:
-                    vectors = self._client.embed(texts)
+                with track_usage() as usage:  # lists made as batches arrive (bench S12)
+                    vectors = self._client._embed_lists(texts, "document")
                 chunks = sliced(texts, vectors, usage, self._size)
             else:
                 chunks = embed_chunks(self._client, texts, self._size)
@@ -95,7 +95,7 @@ class BatchedEmbedding(BaseEmbedding):
             ids = iter(self._start(texts))
             if bar is None:
                 with track_usage() as usage:
-                    vectors = await self._client.aembed(texts)
+                    vectors = await self._client._aembed_lists(texts, "document")
                 for chunk in sliced(texts, vectors, usage, self._size):
                     out += self._end(next(ids), chunk, bar)
                 return out
@@ -133,9 +133,9 @@ class BatchedEmbedding(BaseEmbedding):
             )
         return ids
 
-    def _end(self, event_id: str, chunk: Chunk, bar: Any) -> list[Embedding]:
+    def _end(self, event_id: str, chunk: Rows, bar: Any) -> list[Embedding]:
         texts, vectors, usage = chunk
-        embeddings: list[Embedding] = vectors.tolist()
+        embeddings: list[Embedding] = vectors if isinstance(vectors, list) else vectors.tolist()
         if usage is not None:
             self._report(usage)
         # Built without validation: the lists are the client's validated float32 rows, and

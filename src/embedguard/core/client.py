@@ -310,6 +310,38 @@ class EmbeddingClient:
         vector: np.ndarray = self._embed(_single(text), _kind(input_type, "query"))[0]
         return vector
 
+    def _embed_lists(self, texts: Sequence[str], kind: str) -> list[list[float]]:
+        """:meth:`embed` as lists of floats (for the adapters): rows are converted as their
+        batches arrive, on the batches' threads, instead of all after the last reply."""
+        valid = self._valid(texts)
+        if self._discovery is not None and valid:
+            self._discovery.ensure()
+        plan = self._plan(valid)
+        if not plan.units:
+            return self._cast(self._empty(plan)).tolist()  # type: ignore[no-any-return]
+        lists = self._lists(plan)
+        return _filled(lists, self._cast(self._calls.run(plan, kind, lists)))
+
+    async def _aembed_lists(self, texts: Sequence[str], kind: str) -> list[list[float]]:
+        """Async :meth:`_embed_lists`."""
+        if self._local is not None and not self._local.loaded and texts:
+            await self._local.aload()
+        valid = self._valid(texts)
+        if self._discovery is not None and valid:
+            await self._discovery.aensure()
+        plan = self._plan(valid)
+        if not plan.units:
+            return self._cast(self._empty(plan)).tolist()  # type: ignore[no-any-return]
+        lists = self._lists(plan)
+        return _filled(lists, self._cast(await self._calls.arun(plan, kind, lists)))
+
+    def _lists(self, plan: Plan) -> list[Any] | None:
+        """Room for the rows as lists, when the sent rows are the returned ones (every input
+        its own unit, float32 kept as it is), else ``None``."""
+        if not plan.identity or self._profile.dtype != "float32":
+            return None
+        return [None] * len(plan.units)
+
     def _cast(self, vectors: np.ndarray) -> np.ndarray:
         dtype = _DTYPES.get(self._profile.dtype)
         if dtype is not None:
@@ -470,6 +502,17 @@ class EmbeddingClient:
 
 _BITS = ("binary", "ubinary")
 _DTYPES = {"int8": np.int8, "uint8": np.uint8, "binary": np.int8, "ubinary": np.uint8}
+
+
+def _filled(lists: list[Any] | None, vectors: np.ndarray) -> list[list[float]]:
+    """``lists`` with the rows no batch converted (a call that shared or failed over) taken
+    from ``vectors``; without ``lists``, all of ``vectors`` as lists."""
+    if lists is None:
+        return vectors.tolist()  # type: ignore[no-any-return]
+    for i, row in enumerate(lists):
+        if row is None:
+            lists[i] = vectors[i].tolist()
+    return lists
 
 
 def _kind(input_type: str | None, default: str) -> str:

@@ -31,7 +31,7 @@ import numpy as np
 from .. import errors
 from ..planning import Plan, split_units
 from .cached import CacheView
-from .drivers import arun_batches, run_batches
+from .drivers import Lists, arun_batches, run_batches
 from .endpoint import Endpoint
 from .failover import announce, failover_rows, patch, pick
 from .groups import Group, GroupResult, Ref, merge, split_result
@@ -56,25 +56,29 @@ class Calls:
         self._alanes = weakref.WeakKeyDictionary()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def run(self, plan: Plan, kind: str) -> np.ndarray:
-        """Embed a plan's units on this thread (waiting for any shared with other calls)."""
+    def run(self, plan: Plan, kind: str, lists: Lists | None = None) -> np.ndarray:
+        """Embed a plan's units on this thread (waiting for any shared with other calls).
+
+        ``lists`` (one item per unit) receives rows as Python lists as batches arrive, when
+        this call sends every unit itself, in order (see :func:`run_batches`); else it is left.
+        """
         refs, group = self._claim(plan, kind)
         if group is not None:
             if self._coalesce(plan):
                 self._lane(self._lanes, kind).submit(group, time.sleep)
             else:
-                self._send([group])
+                self._send([group], _own(refs, group, lists))
         results = {id(f): f.result() for f, _ in refs}
         return self._answer(plan, refs, results, group)
 
-    async def arun(self, plan: Plan, kind: str) -> np.ndarray:
+    async def arun(self, plan: Plan, kind: str, lists: Lists | None = None) -> np.ndarray:
         """Async :meth:`run`; sends run as tasks, so a cancelled caller cancels no one else."""
         refs, group = self._claim(plan, kind)
         if group is not None:
             if self._coalesce(plan):
                 self._enqueue(group)
             else:
-                self._spawn(self._asend([group]))
+                self._spawn(self._asend([group], _own(refs, group, lists)))
         results: dict[int, GroupResult] = {}
         for future, _ in refs:
             if id(future) not in results:  # shield: a cancelled caller leaves others waiting
@@ -113,12 +117,12 @@ class Calls:
         return len(self._endpoints) > 1 or self._primary.circuit_closed
 
     # -- sending: one or more groups, merged when several small calls share a window ----------
-    def _send(self, groups: list[Group]) -> None:
+    def _send(self, groups: list[Group], lists: Lists | None = None) -> None:
         merged = groups[0] if len(groups) == 1 else merge(groups)
         n = len(merged.texts)
         try:
             if (order := _by_length(self._primary, merged)) is None:
-                result = run_batches(self._primary, _batches(self._primary, merged), n)
+                result = run_batches(self._primary, _batches(self._primary, merged), n, lists)
             else:
                 part = pick(merged, order)
                 result = patch(GroupResult(None), order, run_batches(
@@ -134,12 +138,13 @@ class Calls:
             raise
         self._publish(groups, merged, result)
 
-    async def _asend(self, groups: list[Group]) -> None:
+    async def _asend(self, groups: list[Group], lists: Lists | None = None) -> None:
         merged = groups[0] if len(groups) == 1 else merge(groups)
         n = len(merged.texts)
         try:
             if (order := _by_length(self._primary, merged)) is None:
-                result = await arun_batches(self._primary, _batches(self._primary, merged), n)
+                primary = _batches(self._primary, merged)
+                result = await arun_batches(self._primary, primary, n, lists)
             else:
                 part = pick(merged, order)
                 result = patch(GroupResult(None), order, await arun_batches(
@@ -234,6 +239,15 @@ def _batches(ep: Endpoint, group: Group) -> list[Any]:
     return split_units(
         group.texts, group.tokens, profile.batching, concurrency=profile.pool_size, kind=group.kind
     )
+
+
+def _own(refs: list[Ref], group: Group, lists: Lists | None) -> Lists | None:
+    """``lists`` when the group's rows are the call's units, in order (nothing cached or shared
+    with another call), else ``None``."""
+    if lists is None or len(group.texts) != len(refs):
+        return None
+    own = group.future
+    return lists if all(f is own and row == i for i, (f, row) in enumerate(refs)) else None
 
 
 def _by_length(ep: Endpoint, group: Group) -> list[int] | None:

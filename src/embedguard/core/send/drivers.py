@@ -93,17 +93,30 @@ async def adrive(flow: Flow, ep: Endpoint) -> np.ndarray | Split:
 
 
 # -- fan-out: one group's batches at once ------------------------------------------------------
-def run_batches(ep: Endpoint, batches: list[Batch], n: int) -> GroupResult:
-    """Send ``batches`` (covering rows ``0..n-1``) at once on the endpoint's thread pool."""
+Lists = list[Any]
+"""Rows as Python lists, filled by each batch as it arrives (see :func:`run_batches`)."""
+
+
+def run_batches(
+    ep: Endpoint, batches: list[Batch], n: int, lists: Lists | None = None
+) -> GroupResult:
+    """Send ``batches`` (covering rows ``0..n-1``) at once on the endpoint's thread pool.
+
+    With ``lists`` (``n`` items), each batch that succeeds also puts its rows there as Python
+    lists (``ndarray.tolist()``) on its own thread, while the others are still on the wire: a
+    caller that needs lists (the LangChain and LlamaIndex adapters) then pays little after the
+    last reply. Rows of failed batches stay as they were.
+    """
     out = None if ep.dimensions is None else np.empty((n, ep.dimensions), np.float32)
     abort = Abort()
     if len(batches) == 1:
-        parts = _run(ep, batches[0], abort, _rows(out, batches[0]))
+        parts = _run(ep, batches[0], abort, _rows(out, batches[0]), lists)
     else:
         pool = _pool(ep)
         # Each batch runs in a copy of the caller's context, so tracing spans nest under it.
         futures = [
-            pool.submit(copy_context().run, _run, ep, b, abort, _rows(out, b)) for b in batches
+            pool.submit(copy_context().run, _run, ep, b, abort, _rows(out, b), lists)
+            for b in batches
         ]
         parts = [p for f in futures for p in f.result()]
     if len(parts) == 1 and isinstance(parts[0][1], np.ndarray):
@@ -111,35 +124,47 @@ def run_batches(ep: Endpoint, batches: list[Batch], n: int) -> GroupResult:
     return combine(n, parts, out)
 
 
-def _run(ep: Endpoint, batch: Batch, abort: Abort, out: np.ndarray | None) -> list[Part]:
+def _run(
+    ep: Endpoint, batch: Batch, abort: Abort, out: np.ndarray | None, lists: Lists | None
+) -> list[Part]:
     try:
         value = drive(attempt_flow(ep, batch, out, abort), ep)
     except Exception as exc:
         return [(batch, exc)]
     if isinstance(value, Split):
-        return [p for half in value.halves for p in _run(ep, half, abort, _sub(out, batch, half))]
+        return [
+            p for half in value.halves for p in _run(ep, half, abort, _sub(out, batch, half), lists)
+        ]
+    if lists is not None:
+        lists[batch.units[0] : batch.units[-1] + 1] = value.tolist()
     return [(batch, value)]
 
 
-async def arun_batches(ep: Endpoint, batches: list[Batch], n: int) -> GroupResult:
+async def arun_batches(
+    ep: Endpoint, batches: list[Batch], n: int, lists: Lists | None = None
+) -> GroupResult:
     """Async :func:`run_batches`: the batches run as concurrent tasks."""
     out = None if ep.dimensions is None else np.empty((n, ep.dimensions), np.float32)
     abort = Abort()
-    done = await asyncio.gather(*(_arun(ep, b, abort, _rows(out, b)) for b in batches))
+    done = await asyncio.gather(*(_arun(ep, b, abort, _rows(out, b), lists) for b in batches))
     parts = [p for part in done for p in part]
     if len(parts) == 1 and isinstance(parts[0][1], np.ndarray):
         return GroupResult(parts[0][1])
     return combine(n, parts, out)
 
 
-async def _arun(ep: Endpoint, batch: Batch, abort: Abort, out: np.ndarray | None) -> list[Part]:
+async def _arun(
+    ep: Endpoint, batch: Batch, abort: Abort, out: np.ndarray | None, lists: Lists | None
+) -> list[Part]:
     try:
         value = await adrive(attempt_flow(ep, batch, out, abort), ep)
     except Exception as exc:
         return [(batch, exc)]
     if isinstance(value, Split):
-        halves = [_arun(ep, h, abort, _sub(out, batch, h)) for h in value.halves]
+        halves = [_arun(ep, h, abort, _sub(out, batch, h), lists) for h in value.halves]
         return [p for part in await asyncio.gather(*halves) for p in part]
+    if lists is not None:
+        lists[batch.units[0] : batch.units[-1] + 1] = value.tolist()
     return [(batch, value)]
 
 
