@@ -121,6 +121,17 @@ def test_query_and_document_types_on_the_request_body(server: EmbeddingServer) -
     ]  # fmt: skip
 
 
+def test_an_input_type_cohere_does_not_take_is_refused_before_sending(
+    server: EmbeddingServer,
+) -> None:
+    """A per-call type outside Cohere's list is a typed InputValidationError, nothing sent."""
+    from embedguard import InputValidationError
+
+    with client(server) as c, pytest.raises(InputValidationError, match="search_query"):
+        c.embed(["x"], input_type="search")
+    assert server.requests == []
+
+
 def test_types_through_the_langchain_adapter(server: EmbeddingServer) -> None:
     """GuardedEmbeddings: embed_documents -> search_document, embed_query -> search_query,
     sync and async, with the server's vectors."""

@@ -287,7 +287,10 @@ class EmbeddingClient:
             texts: The texts, in order; one row comes back per text.
             input_type: The provider's own input type for this call instead (e.g. Cohere's
                 ``"classification"``, Gemini's ``"SEMANTIC_SIMILARITY"``), sent as is;
-                no prefix is added. Cached apart from documents and queries.
+                no prefix is added. Cached apart from documents and queries. ``"query"`` and
+                ``"document"`` mean embedguard's two kinds (the provider's types and prefixes
+                for them). A type the provider does not take is an ``InputValidationError``
+                before sending where the provider's list is known.
         """
         return self._embed(texts, _kind(input_type, "document"))
 

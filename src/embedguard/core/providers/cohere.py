@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import SecretStr
 
 from embedguard.core.config import ProviderProfile
-from embedguard.core.errors import ConfigurationError, ProviderError
+from embedguard.core.errors import ConfigurationError, InputValidationError, ProviderError
 
 from ._codec import NativeSize, check_native_dimensions, resolve_base_url, resolve_key
 from ._cohere import EMBEDDING_TYPES, cohere_error, cohere_rate_limit, decode_cohere_body
@@ -29,6 +29,7 @@ from .base import RateLimitInfo
 __all__ = [
     "COHERE_NATIVE_DIMENSIONS",
     "DEFAULT_BASE_URL",
+    "INPUT_TYPES",
     "V4_DIMENSIONS",
     "CohereCodec",
     "cohere_family",
@@ -50,6 +51,8 @@ V4_DIMENSIONS = (256, 512, 1024, 1536)
 """The ``output_dimension`` values embed-v4 accepts."""
 
 _API_SUFFIX = re.compile(r"/v[12]/?$")
+INPUT_TYPES = ("search_document", "search_query", "classification", "clustering", "image")
+"""The ``input_type`` values Cohere's ``/v2/embed`` takes."""
 _OLD_MODEL = re.compile(r"-v[123]\.\d+$")  # embed-*-v2.0 / v3.0: 512-token inputs
 
 
@@ -152,7 +155,16 @@ class CohereCodec(JsonCodec):
 
     def _body(self, inputs: list[str], input_type: str | None) -> dict[str, Any]:
         """``model``, ``texts``, ``input_type`` (``search_document`` when none is known: v3
-        and newer models require one), then the other fields."""
+        and newer models require one), then the other fields.
+
+        Raises:
+            InputValidationError: An input type Cohere does not take (before sending).
+        """
+        if input_type is not None and input_type not in INPUT_TYPES:
+            raise InputValidationError(
+                f"Cohere input types are {', '.join(INPUT_TYPES)}; not {input_type!r}",
+                provider=self.name,
+            )
         return {
             "model": self.model,
             "texts": inputs,
