@@ -137,12 +137,10 @@ class CacheNamespace:
         extra = [
             (f"body.{k}", json.dumps(v, sort_keys=True)) for k, v in profile.extra_body.items()
         ]
-        chosen = {"query": profile.query_input_type, "document": profile.document_input_type}
-        prefix = {"query": profile.query_prefix, "document": profile.document_prefix}
-        if chosen.get(kind):
-            extra.append(("input_type", str(chosen[kind])))
-        if prefix.get(kind):
-            extra.append(("prefix", str(prefix[kind])))
+        if chosen := profile.input_type_for(kind):
+            extra.append(("input_type", chosen))
+        if prefix := profile.prefix_for(kind):
+            extra.append(("prefix", prefix))
         if profile.deployment:
             extra.append(("deployment", profile.deployment))
         if endpoint:

@@ -295,13 +295,18 @@ class EmbeddingClient:
         return self._embed(texts, _kind(input_type, "document"))
 
     def _embed(self, texts: Sequence[str], kind: str) -> np.ndarray:
+        return self._run(self._prepare(texts), kind)
+
+    def _prepare(self, texts: Sequence[str]) -> Plan:
         valid = self._valid(texts)
         if self._discovery is not None and valid:
             self._discovery.ensure()
-        plan = self._plan(valid)
+        return self._plan(valid)
+
+    def _run(self, plan: Plan, kind: str, lists: list[Any] | None = None) -> np.ndarray:
         if not plan.units:
             return self._cast(self._empty(plan))
-        return self._cast(self._calls.run(plan, kind))
+        return self._cast(self._calls.run(plan, kind, lists))
 
     def embed_query(self, text: str, *, input_type: str | None = None) -> np.ndarray:
         """Embed one search query; returns one vector (float32 unless the profile's ``dtype``
@@ -316,32 +321,20 @@ class EmbeddingClient:
     def _embed_lists(self, texts: Sequence[str], kind: str) -> list[list[float]]:
         """:meth:`embed` as lists of floats (for the adapters): rows are converted as their
         batches arrive, on the batches' threads, instead of all after the last reply."""
-        valid = self._valid(texts)
-        if self._discovery is not None and valid:
-            self._discovery.ensure()
-        plan = self._plan(valid)
-        if not plan.units:
-            return self._cast(self._empty(plan)).tolist()  # type: ignore[no-any-return]
+        plan = self._prepare(texts)
         lists = self._lists(plan)
-        return _filled(lists, self._cast(self._calls.run(plan, kind, lists)))
+        return _filled(lists, self._run(plan, kind, lists))
 
     async def _aembed_lists(self, texts: Sequence[str], kind: str) -> list[list[float]]:
         """Async :meth:`_embed_lists`."""
-        if self._local is not None and not self._local.loaded and texts:
-            await self._local.aload()
-        valid = self._valid(texts)
-        if self._discovery is not None and valid:
-            await self._discovery.aensure()
-        plan = self._plan(valid)
-        if not plan.units:
-            return self._cast(self._empty(plan)).tolist()  # type: ignore[no-any-return]
+        plan = await self._aprepare(texts)
         lists = self._lists(plan)
-        return _filled(lists, self._cast(await self._calls.arun(plan, kind, lists)))
+        return _filled(lists, await self._arun(plan, kind, lists))
 
     def _lists(self, plan: Plan) -> list[Any] | None:
         """Room for the rows as lists, when the sent rows are the returned ones (every input
         its own unit, float32 kept as it is), else ``None``."""
-        if not plan.identity or self._profile.dtype != "float32":
+        if not plan.units or not plan.identity or self._profile.dtype != "float32":
             return None
         return [None] * len(plan.units)
 
@@ -412,15 +405,20 @@ class EmbeddingClient:
         return await self._aembed(texts, _kind(input_type, "document"))
 
     async def _aembed(self, texts: Sequence[str], kind: str) -> np.ndarray:
+        return await self._arun(await self._aprepare(texts), kind)
+
+    async def _aprepare(self, texts: Sequence[str]) -> Plan:
         if self._local is not None and not self._local.loaded and texts:
             await self._local.aload()  # planning reads the model's tokenizer: load it off the loop
         valid = self._valid(texts)
         if self._discovery is not None and valid:
             await self._discovery.aensure()
-        plan = self._plan(valid)
+        return self._plan(valid)
+
+    async def _arun(self, plan: Plan, kind: str, lists: list[Any] | None = None) -> np.ndarray:
         if not plan.units:
             return self._cast(self._empty(plan))
-        return self._cast(await self._calls.arun(plan, kind))
+        return self._cast(await self._calls.arun(plan, kind, lists))
 
     async def aembed_query(self, text: str, *, input_type: str | None = None) -> np.ndarray:
         """Async :meth:`embed_query`."""

@@ -403,6 +403,20 @@ class ProviderProfile(_Frozen):
         """
         return self._apply(changes, lambda path: "argument")
 
+    def prefix_for(self, kind: str) -> str:
+        """What goes before a text of ``kind`` on the wire: ``query_prefix`` for ``"query"``,
+        ``document_prefix`` for ``"document"``, nothing for a provider's own input type."""
+        if kind == "query":
+            return self.query_prefix
+        return self.document_prefix if kind == "document" else ""
+
+    def input_type_for(self, kind: str) -> str | None:
+        """The input type this profile sets for ``"query"`` or ``"document"`` (``None``: the
+        provider's own, and for any other kind)."""
+        if kind == "query":
+            return self.query_input_type
+        return self.document_input_type if kind == "document" else None
+
     def sources(self) -> dict[str, str]:
         """Where each effective value came from, by dotted name (``retry.max_retries``).
 

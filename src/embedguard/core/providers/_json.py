@@ -327,12 +327,11 @@ class JsonCodec:
         self.dtype: str = profile.dtype
         # kind -> the input type sent: the profile's choice, else the provider's own.
         kinds = dict(self.input_types)
-        if profile.query_input_type is not None:
-            kinds["query"] = profile.query_input_type
-        if profile.document_input_type is not None:
-            kinds["document"] = profile.document_input_type
+        for kind in ("query", "document"):
+            if (chosen := profile.input_type_for(kind)) is not None:
+                kinds[kind] = chosen
         self._kinds: dict[str, str] = kinds
-        self._prefixes = {"query": profile.query_prefix, "document": profile.document_prefix}
+        self._prefixes = {kind: profile.prefix_for(kind) for kind in ("query", "document")}
         # extra_body comes last so a caller can override any field the codec sets itself.
         self._fields: dict[str, Any] = {**fields, **profile.extra_body}
         self._headers: dict[str, str] = {

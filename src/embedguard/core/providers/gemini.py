@@ -176,11 +176,8 @@ class GeminiCodec(JsonCodec):
             raise ConfigurationError(str(exc), field="model", provider=profile.name) from None
         kinds = {
             kind: _task_type(value, provider=profile.name, field=f"{kind}_input_type")
-            for kind, value in (
-                ("query", profile.query_input_type),
-                ("document", profile.document_input_type),
-            )
-            if value is not None
+            for kind in ("query", "document")
+            if (value := profile.input_type_for(kind)) is not None
         }
         key = _key(profile, api_key, environ)
         base = resolve_base_url(profile, environ, BASE_URL_VARIABLE, DEFAULT_BASE_URL)

@@ -295,10 +295,8 @@ class LocalModel:
         return sum(counts)
 
     def _prefixed(self, attempt: Send) -> Sequence[str]:
-        profile = self._profile
-        prefix = {"query": profile.query_prefix, "document": profile.document_prefix}
-        chosen = prefix.get(attempt.kind, "")
-        return [chosen + text for text in attempt.texts] if chosen else attempt.texts
+        prefix = self._profile.prefix_for(attempt.kind)
+        return [prefix + text for text in attempt.texts] if prefix else attempt.texts
 
     def _submit(
         self, texts: Sequence[str], dimensions: int | None, timeout: float | None

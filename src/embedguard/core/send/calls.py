@@ -121,12 +121,10 @@ class Calls:
         merged = groups[0] if len(groups) == 1 else merge(groups)
         n = len(merged.texts)
         try:
-            if (order := _by_length(self._primary, merged)) is None:
-                result = run_batches(self._primary, _batches(self._primary, merged), n, lists)
-            else:
-                part = pick(merged, order)
-                result = patch(GroupResult(None), order, run_batches(
-                    self._primary, _batches(self._primary, part), n), n, 0)  # fmt: skip
+            batches, order = _primary_batches(self._primary, merged)
+            result = run_batches(self._primary, batches, n, lists if order is None else None)
+            if order is not None:
+                result = patch(GroupResult(None), order, result, n, 0)
             for i, ep in enumerate(self._endpoints[1:], 1):
                 if not (rows := self._failover(ep, result)):
                     break
@@ -142,13 +140,10 @@ class Calls:
         merged = groups[0] if len(groups) == 1 else merge(groups)
         n = len(merged.texts)
         try:
-            if (order := _by_length(self._primary, merged)) is None:
-                primary = _batches(self._primary, merged)
-                result = await arun_batches(self._primary, primary, n, lists)
-            else:
-                part = pick(merged, order)
-                result = patch(GroupResult(None), order, await arun_batches(
-                    self._primary, _batches(self._primary, part), n), n, 0)  # fmt: skip
+            batches, order = _primary_batches(self._primary, merged)
+            result = await arun_batches(self._primary, batches, n, lists if order is None else None)
+            if order is not None:
+                result = patch(GroupResult(None), order, result, n, 0)
             for i, ep in enumerate(self._endpoints[1:], 1):
                 if not (rows := self._failover(ep, result)):
                     break
@@ -248,6 +243,13 @@ def _own(refs: list[Ref], group: Group, lists: Lists | None) -> Lists | None:
         return None
     own = group.future
     return lists if all(f is own and row == i for i, (f, row) in enumerate(refs)) else None
+
+
+def _primary_batches(ep: Endpoint, group: Group) -> tuple[list[Any], list[int] | None]:
+    """The primary endpoint's batches for ``group``, and the row order they follow when it is
+    not the group's (texts sorted by length: their result goes back with ``patch``)."""
+    order = _by_length(ep, group)
+    return _batches(ep, group if order is None else pick(group, order)), order
 
 
 def _by_length(ep: Endpoint, group: Group) -> list[int] | None:
