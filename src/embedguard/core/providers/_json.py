@@ -38,7 +38,7 @@ from embedguard.core.errors import ConfigurationError, InputValidationError, Pro
 from ._codec import user_agent
 from ._errors import error_from_response
 from .base import EmbeddingResult, HttpRequest, RateLimitInfo
-from .headers import lower_headers, openai_rate_limit, request_id_of
+from .headers import openai_rate_limit, request_id_of
 
 __all__ = [
     "DecodedBody",
@@ -438,7 +438,8 @@ class JsonCodec:
             ProviderError: The subclass for a non-2xx status or an error body.
             ResponseValidationError: A 2xx that is not one finite vector per input.
         """
-        lowered = lower_headers(headers)
+        # Lower-cased here rather than by headers.lower_headers: one module less per call.
+        lowered = {name.lower(): value for name, value in headers.items()}
         if not 200 <= status < 300:
             raise self._error(status, lowered, body)
         decoded = self._decode_body(
