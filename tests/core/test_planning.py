@@ -240,6 +240,18 @@ def test_batch_counts_spread_over_concurrency(n: int, concurrency: int, sizes: l
     check_batches(p, BatchPolicy())
 
 
+def test_a_small_call_is_one_batch_unless_its_tokens_overflow() -> None:
+    """A few texts within the budget go in one batch; over it, they are cut by tokens."""
+    one = split_units(["a", "b", "c"], [3, 4, 5], BatchPolicy(), concurrency=8, kind="query")
+    assert [(b.units, b.texts, b.tokens, b.kind) for b in one] == [
+        ((0, 1, 2), ("a", "b", "c"), 12, "query")
+    ]
+    policy = BatchPolicy(max_inputs=10, max_tokens_per_request=8, max_tokens_per_input=8)
+    cut = split_units(["a", "b", "c"], [3, 4, 5], policy, concurrency=8)
+    assert [b.units for b in cut] == [(0, 1), (2,)]
+    assert [b.tokens for b in cut] == [7, 5]
+
+
 def test_token_budget_splits_batches() -> None:
     """A small max_tokens_per_request forces more, smaller batches."""
     policy = BatchPolicy(max_inputs=100, max_tokens_per_request=10, max_tokens_per_input=5)

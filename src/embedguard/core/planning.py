@@ -430,10 +430,14 @@ def split_units(
     n = len(units)
     if n == 0:
         return []
+    cap = batching.max_tokens_per_request
+    if n <= min_batch_inputs and n <= batching.max_inputs:  # a small call: one batch, no numpy
+        total = sum(unit_tokens)
+        if total <= cap:
+            return [Batch(tuple(range(n)), tuple(units), total, kind)]
     cum = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(unit_tokens, out=cum[1:])
     total = int(cum[-1])
-    cap = batching.max_tokens_per_request
     target = max(
         math.ceil(n / batching.max_inputs),
         math.ceil(total / cap),

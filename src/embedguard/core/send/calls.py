@@ -314,13 +314,16 @@ def gather(
     Rows without a vector are NaN. When every ref is a row of ``own`` (the caller's own group), in
     order, that group's array is returned as it is: nobody else reads it.
     """
-    first = refs[0][0]
-    if first is own and all(ref[0] is own for ref in refs):
-        vectors = results[id(own)].vectors
-        if vectors is not None and len(vectors) == len(refs) and not results[id(own)].failed:
-            rows = np.fromiter((row for _, row in refs), dtype=np.intp, count=len(refs))
-            if (rows == np.arange(len(rows))).all():
-                return vectors
+    if own is not None and refs[0][0] is own:
+        own_result = results[id(own)]
+        vectors = own_result.vectors
+        if (
+            vectors is not None
+            and len(vectors) == len(refs)
+            and not own_result.failed
+            and all(f is own and row == i for i, (f, row) in enumerate(refs))
+        ):
+            return vectors
     out = np.empty((len(refs), d), dtype=np.float32)
     by_group: dict[int, tuple[list[int], list[int]]] = {}
     for i, (future, row) in enumerate(refs):
