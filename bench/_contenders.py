@@ -309,6 +309,39 @@ class _FloorLoop(_LoopRunner):
         super().close()
 
 
+class _FloorMinimal(_FloorLoop):
+    """The same loop, decoded the plainest way: stdlib ``base64``, one array per item, and
+    ``np.stack`` of the rows at the end (no preallocated result)."""
+
+    async def _embed(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        slots = self.ctx.scenario.slots
+        size = sc.even_batch(len(texts), slots)
+        rows: list[Any] = [None] * len(texts)
+        gate = asyncio.Semaphore(slots)
+        starts = range(0, len(texts), size)
+        await asyncio.gather(*(self._rows(texts, i, i + size, rows, gate) for i in starts))
+        return np.stack(rows)
+
+    async def _rows(
+        self, texts: list[str], start: int, end: int, rows: list[Any], gate: asyncio.Semaphore
+    ) -> None:
+        import base64
+
+        import numpy as np
+        import orjson
+
+        body: dict[str, Any] = {"model": MODEL, "input": texts[start:end]}
+        body["encoding_format"] = "base64"
+        if self.ctx.dims_param is not None:
+            body["dimensions"] = self.ctx.dims_param
+        response = await self._post(orjson.dumps(body), gate)
+        for item in orjson.loads(response.content)["data"]:
+            raw = base64.b64decode(item["embedding"])
+            rows[start + item["index"]] = np.frombuffer(raw, dtype=np.float32)
+
+
 # -- in-process models ----------------------------------------------------------------------------
 
 
@@ -351,6 +384,7 @@ _FACTORIES: dict[str, Callable[[Context], Runner]] = {
     sc.LLAMAINDEX_TUNED: lambda ctx: _LlamaIndex(ctx, tuned=True),
     sc.OPENAI_SDK: _OpenAISDK,
     sc.FLOOR_LOOP: _FloorLoop,
+    sc.FLOOR_MINIMAL: _FloorMinimal,
     sc.EMBEDGUARD_LOCAL: _EmbedguardLocal,
     sc.SENTENCE_TRANSFORMERS: _SentenceTransformers,
 }
@@ -392,6 +426,7 @@ def describe(name: str, scenario: sc.Scenario) -> str:
         + ("; retries 429/5xx/drops (Retry-After, else 50 ms doubling)" if s.setup else "")
         if s.metric != "fail_time"
         else "async httpx, no retries: each call fails on its first 503",
+        sc.FLOOR_MINIMAL: "the same loop, stdlib base64, a row array per item, np.stack",
         sc.EMBEDGUARD_CLEAN: "the same client as embedguard; the server injects no fault",
         sc.EMBEDGUARD_TOLIST: "embedguard's embed(texts).tolist(): the conversion every "
         "list-returning adapter pays (a reference, not a target)",

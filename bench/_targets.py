@@ -180,7 +180,7 @@ def _verdict(ok: bool | None) -> str:
 
 
 def _at_most(name: str, value: float | None, base: float | None, bound: float) -> str:
-    """``name``'s wall time against ``bound`` times the baseline's."""
+    """``name``'s value (wall time, CPU) against ``bound`` times the baseline's."""
     ok = None if value is None or base is None else value <= bound * base
     shown = ratio(value, base)
     return f"{_verdict(ok)} ({name}: {shown})"
@@ -231,7 +231,20 @@ def targets(s: sc.Scenario, rows: Rows) -> list[str]:
     elif s.metric == "latency" and eg is not None:
         base_ms = _base(s, rows, "lat_median_ms")
         ms = eg.median("lat_median_ms")
+        fast = None if ms is None or base_ms is None else ms <= 1.3 * base_ms
         extra = None if ms is None or base_ms is None else ms - base_ms
-        lines.append(f"no target; embedguard's median overhead per call over the raw POST: "
-                     f"{num(extra)} ms ({ratio(ms, base_ms)})")  # fmt: skip
+        lines.append(f"embedguard median latency <= 1.3x the raw httpx call: {_verdict(fast)} "
+                     f"({ratio(ms, base_ms)}; {num(extra)} ms more per call)")  # fmt: skip
+    elif s.metric == "cpu" and s.key.startswith("S2") and eg is not None:
+        cpu = eg.median("cpu")
+        bound = 1.1
+        if s.encoding != "float":
+            minimal = rows.get(sc.FLOOR_MINIMAL)
+            low = minimal.median("cpu") if minimal is not None and not minimal.skipped else None
+            lines.append(f"embedguard CPU <= 0.75x {sc.FLOOR_MINIMAL}: "
+                         f"{_at_most('embedguard', cpu, low, 0.75)}")  # fmt: skip
+        floor = rows.get(sc.FLOOR_LOOP)
+        high = floor.median("cpu") if floor is not None and not floor.skipped else None
+        lines.append(f"embedguard CPU <= {bound}x {sc.FLOOR_LOOP}: "
+                     f"{_at_most('embedguard', cpu, high, bound)}")  # fmt: skip
     return [f"- Target: {line}" if "no target" not in line else f"- {line}" for line in lines]
