@@ -212,6 +212,43 @@ def test_chunk_pieces_rebuild_the_text_and_average_by_tokens() -> None:
     assert p.units_of([1]) == sorted({u for u, _ in pieces})
 
 
+class BatchCounter(HeuristicTokenCounter):
+    """The heuristic counts, with ``count_many`` (as a model's own tokenizer has); records calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def count(self, text: str) -> int:
+        self.calls.append("count")
+        return super().count(text)
+
+    def count_many(self, texts: Sequence[str]) -> list[int]:
+        self.calls.append(f"count_many {len(texts)}")
+        return [super(BatchCounter, self).count(t) for t in texts]
+
+
+def test_a_counter_with_count_many_counts_distinct_texts_in_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Distinct non-blank texts are counted in count_many calls of at most 1,024 texts; the plan
+    is the one counting text by text gives; an over-limit text is still cut (counted alone)."""
+    import embedguard.core.planning as planning
+
+    monkeypatch.setattr(planning, "_COUNT_CHUNK", 3)
+    texts = ["a b", "c d e", "a b", "", "f", "g h i j", "k", LONG]
+    counter = BatchCounter()
+    p = plan(texts, counter=counter, batching=SMALL, context_policy="truncate", empty="skip")
+    expected = plan(texts, batching=SMALL, context_policy="truncate", empty="skip")
+    assert (p.units, p.unit_tokens, p.inverse.tolist()) == (
+        expected.units,
+        expected.unit_tokens,
+        expected.inverse.tolist(),
+    )
+    assert counter.calls[:2] == ["count_many 3", "count_many 3"]  # 6 distinct non-blank texts
+    assert all(call == "count" for call in counter.calls[2:])  # cutting LONG, counting its prefix
+
+
 def test_chunk_pieces_are_deduped_with_other_units() -> None:
     """A piece equal to another input (or another piece) is sent only once."""
     text = "abcdefghijklmnopqrstuvwxyz01234" * 2  # 62 chars, limit 10 tokens = 30 chars

@@ -13,6 +13,7 @@ import pytest
 
 from embedguard import ConfigurationError, EmbeddingClient, profiles
 from embedguard._extras import MissingExtraError
+from embedguard.core._tokenizer import TokenizerCounter
 from embedguard.core.providers import _onnx_export, local_onnx
 from embedguard.core.providers.local import LocalModel, _backend, _model_location
 from embedguard.core.providers.local_onnx import OnnxModel, cache_entry, load_model
@@ -136,6 +137,31 @@ def test_client_uses_onnx_by_default(
         snap = client.metrics()
     np.testing.assert_allclose(vectors, source.encode(TEXTS[:6]), atol=1e-5)
     assert snap.tokens_used == sum(len(ids) for ids in source.tokenizer(TEXTS[:6])["input_ids"])
+
+
+def test_a_large_call_is_planned_with_batched_counts_and_keeps_its_order(
+    onnx_model: OnnxModel, source: Any, xdg_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over 1,024 distinct texts of mixed lengths, with duplicates and an empty one: the default
+    client counts them in count_many calls, records the tokenizer's counts for the distinct
+    texts, and gives each input the sentence-transformers vector of its own text."""
+    words = TEXTS[1].split()  # 13 words: texts of 2 to 14 words
+    distinct = [" ".join(words[: 1 + i % len(words)]) + f" {i}" for i in range(1100)]
+    texts = distinct + distinct[::97] + [""]
+    sizes: list[int] = []
+    real = TokenizerCounter.count_many
+    monkeypatch.setattr(
+        TokenizerCounter, "count_many", lambda self, t: sizes.append(len(t)) or real(self, t)
+    )
+    with EmbeddingClient(profiles.local(), empty="zero") as client:
+        vectors = client.embed(texts)
+        snap = client.metrics()
+    assert vectors.shape == (len(texts), 384) and not vectors[-1].any()
+    expected = source.encode(texts[:-1], batch_size=64)
+    assert _min_cosine(vectors[:-1], expected) >= 0.9999
+    assert sizes[:2] == [1024, 76]  # planning; then each batch's count on the model's thread
+    counted = source.tokenizer(distinct)["input_ids"]
+    assert snap.tokens_used == sum(len(ids) for ids in counted)
 
 
 def test_torch_backend_is_chosen_by_name(monkeypatch: pytest.MonkeyPatch) -> None:

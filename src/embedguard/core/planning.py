@@ -295,6 +295,24 @@ def _weighted_average(vectors: npt.NDArray[np.float32], pieces: _Pieces) -> npt.
     return (mean / norm if norm > 0 else mean).astype(np.float32)
 
 
+_COUNT_CHUNK = 1024  # texts per count_many call: bounds the token ids held at once
+
+
+def _count_all(counter: TokenCounter, texts: Sequence[str]) -> dict[str, int]:
+    """Each distinct non-blank text's count, in a few ``count_many`` calls when the counter has
+    one (a model's own tokenizer: one call per text costs more than the model's work on short
+    texts); empty when it has none (then texts are counted one by one)."""
+    count_many = getattr(counter, "count_many", None)
+    if not callable(count_many):
+        return {}
+    distinct = list(dict.fromkeys(t for t in texts if t and not t.isspace()))
+    counted: dict[str, int] = {}
+    for start in range(0, len(distinct), _COUNT_CHUNK):
+        chunk = distinct[start : start + _COUNT_CHUNK]
+        counted.update(zip(chunk, count_many(chunk), strict=True))
+    return counted
+
+
 def plan_units(
     texts: Sequence[str],
     *,
@@ -335,6 +353,7 @@ def plan_units(
         )
     counter = counter or default_token_counter()
     limit = batching.max_tokens_per_input
+    counted = _count_all(counter, texts)
 
     units: list[str] = []
     unit_tokens: list[int] = []
@@ -362,7 +381,9 @@ def plan_units(
             continue
         code = code_of.get(text)
         if code is None:
-            tokens = counter.count(text)
+            tokens = counted.get(text)
+            if tokens is None:
+                tokens = counter.count(text)
             if tokens <= limit:
                 code = add(text, tokens)
             elif context_policy == "error":
