@@ -134,7 +134,8 @@ def test_batches_hold_texts_of_like_length_in_input_order_out(model: Any, mode: 
     profile = profiles.local(batching={"max_inputs": 8}, timeouts=120)  # a loaded machine
     with EmbeddingClient(profile, local_model=spy) as client:
         vectors = client.embed(texts) if mode == "sync" else asyncio.run(client.aembed(texts))
-    lengths = [[len(t.split()) for t in batch] for batch in spy.batches]
+    # The batches reach the model's one thread in whatever order their senders get there.
+    lengths = sorted(([len(t.split()) for t in batch] for batch in spy.batches), key=min)
     assert len(spy.batches) == 3 and max(lengths[0]) <= min(lengths[1])
     assert max(lengths[1]) <= min(lengths[2])
     np.testing.assert_allclose(vectors, model.encode(texts), atol=1e-5)
@@ -246,11 +247,12 @@ def test_queued_batches_do_not_time_out_waiting_their_turn() -> None:
 
     class Steady(_FakeModel):
         def encode(self, texts: Sequence[str], **kwargs: Any) -> np.ndarray:
-            time.sleep(0.2)
+            time.sleep(0.3)
             return super().encode(texts, **kwargs)
 
-    # Each batch takes 40% of the timeout: five queued ahead of one take twice the timeout.
-    profile = profiles.local(timeouts=0.5, retry={"max_retries": 0})
+    # Each batch takes 30% of the timeout (headroom for a loaded machine); the fifth of five
+    # sent at once waits for four, so timed from its sending it would take 1.5x the timeout.
+    profile = profiles.local(timeouts=1.0, retry={"max_retries": 0})
     model = Steady()
     with EmbeddingClient(profile, local_model=model, coalesce_window=0) as client:
         vectors = client.embed([f"text {i}" for i in range(320)])  # 10 batches, 5 at a time
