@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -255,27 +255,39 @@ class _FloorLoop(_LoopRunner):
     async def _embed(self, texts: list[str]) -> Any:
         import numpy as np
 
-        slots = self.ctx.scenario.slots
-        size = sc.even_batch(len(texts), slots)
-        starts = range(0, len(texts), size)
         out = np.empty((len(texts), self.ctx.scenario.dimensions), dtype=np.float32)
-        gate = asyncio.Semaphore(slots)
-        await asyncio.gather(*(self._batch(texts, i, i + size, out, gate) for i in starts))
+        await self._each_batch(
+            texts, lambda start, end, gate: self._batch(texts, start, end, out, gate)
+        )
         return out
 
-    async def _batch(
-        self, texts: list[str], start: int, end: int, out: Any, gate: asyncio.Semaphore
+    async def _each_batch(
+        self, texts: list[str], run: Callable[[int, int, asyncio.Semaphore], Awaitable[None]]
     ) -> None:
-        import numpy as np
+        """``run(start, end, gate)`` for every batch at once: even batches, one per slot."""
+        slots = self.ctx.scenario.slots
+        size = sc.even_batch(len(texts), slots)
+        gate = asyncio.Semaphore(slots)
+        await asyncio.gather(*(run(i, i + size, gate) for i in range(0, len(texts), size)))
+
+    async def _data(self, texts: list[str], start: int, end: int, gate: asyncio.Semaphore) -> Any:
+        """POST ``texts[start:end]`` and return the reply's ``data`` items."""
         import orjson
-        import pybase64
 
         body: dict[str, Any] = {"model": MODEL, "input": texts[start:end]}
         body["encoding_format"] = "float" if self.ctx.float_format else "base64"
         if self.ctx.dims_param is not None:
             body["dimensions"] = self.ctx.dims_param
         response = await self._post(orjson.dumps(body), gate)
-        data = orjson.loads(response.content)["data"]
+        return orjson.loads(response.content)["data"]
+
+    async def _batch(
+        self, texts: list[str], start: int, end: int, out: Any, gate: asyncio.Semaphore
+    ) -> None:
+        import numpy as np
+        import pybase64
+
+        data = await self._data(texts, start, end, gate)
         if self.ctx.float_format:
             rows = np.array([item["embedding"] for item in data], dtype=np.float32)
             out[[start + item["index"] for item in data]] = rows
@@ -316,12 +328,10 @@ class _FloorMinimal(_FloorLoop):
     async def _embed(self, texts: list[str]) -> Any:
         import numpy as np
 
-        slots = self.ctx.scenario.slots
-        size = sc.even_batch(len(texts), slots)
         rows: list[Any] = [None] * len(texts)
-        gate = asyncio.Semaphore(slots)
-        starts = range(0, len(texts), size)
-        await asyncio.gather(*(self._rows(texts, i, i + size, rows, gate) for i in starts))
+        await self._each_batch(
+            texts, lambda start, end, gate: self._rows(texts, start, end, rows, gate)
+        )
         return np.stack(rows)
 
     async def _rows(
@@ -330,14 +340,8 @@ class _FloorMinimal(_FloorLoop):
         import base64
 
         import numpy as np
-        import orjson
 
-        body: dict[str, Any] = {"model": MODEL, "input": texts[start:end]}
-        body["encoding_format"] = "base64"
-        if self.ctx.dims_param is not None:
-            body["dimensions"] = self.ctx.dims_param
-        response = await self._post(orjson.dumps(body), gate)
-        for item in orjson.loads(response.content)["data"]:
+        for item in await self._data(texts, start, end, gate):
             raw = base64.b64decode(item["embedding"])
             rows[start + item["index"]] = np.frombuffer(raw, dtype=np.float32)
 
