@@ -114,3 +114,44 @@ def test_a_429s_retry_after_is_read_whatever_its_case(
     with _client(url) as client, pytest.raises(RateLimitError) as caught:
         client.embed_query("one")
     assert caught.value.retry_after == pytest.approx(0.01)
+
+
+def test_replies_are_decoded_one_at_a_time_however_many_arrive_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bulk calls decode one reply at a time in the process (each reply's JSON tree is large and
+    decoding holds the GIL anyway), sync and async alike, while the requests still overlap."""
+    from embedguard.core.providers._json import JsonCodec
+    from embedguard.testing import EmbeddingServer
+
+    inside, most = 0, 0
+    lock = threading.Lock()
+    decode = JsonCodec.parse_response
+
+    def parse_response(self: JsonCodec, *args: object, **kwargs: object) -> object:
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        try:
+            threading.Event().wait(0.01)  # releases the GIL: without the lock, others come in
+            return decode(self, *args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            with lock:
+                inside -= 1
+
+    monkeypatch.setattr(JsonCodec, "parse_response", parse_response)
+    texts = [f"text {i}" for i in range(64)]
+    with EmbeddingServer(dimensions=DIM, max_concurrency=8, latency=0.02) as srv:
+        profile = profiles.openai(base_url=srv.base_url("openai"), dimensions=DIM)
+        profile = fast(profile, encoding_format="float", batching={"max_inputs": 4})
+        with EmbeddingClient(profile, api_key=KEY, environ={}) as client:
+            vectors = client.embed(texts)
+
+            async def both() -> np.ndarray:
+                return await client.aembed([f"again {t}" for t in texts])
+
+            again = asyncio.run(both())
+        assert srv.max_in_flight > 1  # the requests themselves ran side by side
+    assert vectors.shape == again.shape == (64, DIM)
+    assert most == 1

@@ -5,7 +5,8 @@ and each vector is written straight into its row (base64 items are decoded with 
 through Python lists). Anything that is not exactly one finite vector of the right size per input
 raises :class:`~embedguard.core.errors.ResponseValidationError`; nothing partial is returned.
 Plain base64 bodies take a faster route that never builds the JSON tree of vector strings
-(``_json.py``); it falls back here for anything else, so this module defines the results.
+(``_json.py``), and plain float bodies one that decodes against the response's schema
+(``_typed.py``); both fall back here for anything else, so this module defines the results.
 """
 
 from __future__ import annotations
@@ -101,7 +102,9 @@ def _float_row(value: list[Any]) -> np.ndarray | None:
         return None
     if arr.ndim != 1 or arr.dtype.kind not in _NUMERIC_KINDS:
         return None
-    return arr
+    # A JSON number is a double: a row of integers rounds to float32 through float64, as a row
+    # holding any float does (and as the float fast path, _typed.py, reads every number).
+    return arr if arr.dtype.kind == "f" else arr.astype(np.float64)
 
 
 def _width(first: Any, invalid: _Invalid) -> int:

@@ -257,10 +257,11 @@ def decode_openai_body(
     secrets: Sequence[str | None] = (),
     out: np.ndarray | None = None,
 ) -> DecodedBody:
-    """Validate and decode an OpenAI-shaped 2xx body: the scanner first, the full parser after.
+    """Validate and decode an OpenAI-shaped 2xx body: the base64 scanner first, then the
+    typed float decoder (``_typed.py``), the full parser after.
 
     ``headers`` have lower-case names. Results and errors are those of the full parser
-    (base64 or float items alike); the scanner only makes plain base64 bodies cheaper.
+    (base64 or float items alike); the fast paths only make plain bodies cheaper.
 
     Example::
 
@@ -274,6 +275,11 @@ def decode_openai_body(
     scanned = scan_openai_base64(body, n_inputs=n_inputs, dimensions=dimensions, out=out)
     if scanned is not None:
         return scanned
+    from ._typed import decode_openai_floats  # float bodies only: msgspec is imported lazily
+
+    typed = decode_openai_floats(body, n_inputs=n_inputs, dimensions=dimensions, out=out)
+    if typed is not None:
+        return typed
     from ._decode import decode_openai_data, load_json_object  # the full parser: slow path only
 
     doc = load_json_object(provider, status, headers, body, secrets=secrets)

@@ -116,6 +116,11 @@ class OllamaCodec(JsonCodec):
         dimensions: int | None,
         out: np.ndarray | None,
     ) -> DecodedBody:
+        from ._typed import decode_ollama_floats  # msgspec is imported at the first reply
+
+        typed = decode_ollama_floats(body, n_inputs=n_inputs, dimensions=dimensions, out=out)
+        if typed is not None:
+            return typed
         secrets = self._secrets()
         doc = load_json_object(self.name, status, headers, body, secrets=secrets)
         vectors = decode_float_rows(

@@ -185,6 +185,11 @@ class TEICodec(JsonCodec):
         dimensions: int | None,
         out: np.ndarray | None,
     ) -> DecodedBody:
+        from ._typed import decode_float_list  # msgspec is imported at the first reply
+
+        typed = decode_float_list(body, n_inputs=n_inputs, dimensions=dimensions, out=out)
+        if typed is not None:
+            return DecodedBody(typed, int_header(headers, "x-compute-tokens"), None)
         secrets = self._secrets()
 
         def invalid(message: str, *, truncated: bool = False) -> ResponseValidationError:
