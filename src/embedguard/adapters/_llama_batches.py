@@ -21,6 +21,7 @@ from llama_index.core.instrumentation.events.embedding import (
 from llama_index.core.schema import BaseNode, MetadataMode
 from llama_index_instrumentation import get_dispatcher
 
+from embedguard.core._lists import as_lists
 from embedguard.core.usage import Usage, calls_on, track_usage
 
 from ._chunks import Rows, aembed_chunks, embed_chunks, progress_bar, sliced
@@ -135,7 +136,7 @@ class BatchedEmbedding(BaseEmbedding):
 
     def _end(self, event_id: str, chunk: Rows, bar: Any) -> list[Embedding]:
         texts, vectors, usage = chunk
-        embeddings: list[Embedding] = vectors if isinstance(vectors, list) else vectors.tolist()
+        embeddings: list[Embedding] = vectors if isinstance(vectors, list) else as_lists(vectors)
         if usage is not None:
             self._report(usage)
         # Built without validation: the lists are the client's validated float32 rows, and

@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 from embedguard._extras import require
+from embedguard.core._lists import as_lists
 from embedguard.core.client import EmbeddingClient
 from embedguard.core.config import ProviderProfile
 from embedguard.core.usage import calls_on
@@ -175,5 +176,5 @@ class GuardedEmbeddings(BaseModel, Embeddings, ClientHealth):
 
 
 def _joined(parts: list[np.ndarray]) -> list[list[float]]:
-    vectors: list[list[float]] = [row for part in parts for row in part.tolist()]
+    vectors: list[list[float]] = [row for part in parts for row in as_lists(part)]
     return vectors

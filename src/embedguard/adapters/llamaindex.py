@@ -20,6 +20,7 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError
 
 from embedguard._extras import require
 from embedguard.core._frozen import configuration_error
+from embedguard.core._lists import as_lists
 from embedguard.core.client import EmbeddingClient
 from embedguard.core.config import ProviderProfile
 from embedguard.core.errors import ConfigurationError
@@ -165,13 +166,13 @@ class GuardedEmbedding(BatchedEmbedding, ClientHealth):
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         with calls_on(self._client), track_usage() as usage:
-            vectors: list[Embedding] = self._client.embed(texts).tolist()
+            vectors: list[Embedding] = as_lists(self._client.embed(texts))
         self._report(usage)
         return vectors
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         with calls_on(self._client), track_usage() as usage:
-            vectors: list[Embedding] = (await self._client.aembed(texts)).tolist()
+            vectors: list[Embedding] = as_lists(await self._client.aembed(texts))
         self._report(usage)
         return vectors
 

@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import SecretStr
 
 from . import errors
+from ._lists import as_lists
 from .breaker import BreakerStats, CircuitBreaker, CircuitState
 from .cache import EmbeddingCache, open_cache
 from .config import ProviderProfile
@@ -509,7 +510,7 @@ def _filled(lists: list[Any] | None, vectors: np.ndarray) -> list[list[float]]:
     """``lists`` with the rows no batch converted (a call that shared or failed over) taken
     from ``vectors``; without ``lists``, all of ``vectors`` as lists."""
     if lists is None:
-        return vectors.tolist()  # type: ignore[no-any-return]
+        return as_lists(vectors)
     for i, row in enumerate(lists):
         if row is None:
             lists[i] = vectors[i].tolist()

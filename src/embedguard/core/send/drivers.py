@@ -29,6 +29,7 @@ import httpcore
 import httpx
 import numpy as np
 
+from .._lists import as_lists
 from ..config import ProviderProfile
 from ..planning import Batch
 from .attempt import Abort, Gate, Outcome, Reply, Send, Split, Wait, attempt_flow
@@ -136,7 +137,7 @@ def _run(
             p for half in value.halves for p in _run(ep, half, abort, _sub(out, batch, half), lists)
         ]
     if lists is not None:
-        lists[batch.units[0] : batch.units[-1] + 1] = value.tolist()
+        lists[batch.units[0] : batch.units[-1] + 1] = as_lists(value)
     return [(batch, value)]
 
 
@@ -167,7 +168,7 @@ async def _arun(
         halves = [_arun(ep, h, abort, _sub(out, batch, h), lists) for h in value.halves]
         return [p for part in await asyncio.gather(*halves) for p in part]
     if lists is not None:
-        lists[batch.units[0] : batch.units[-1] + 1] = value.tolist()
+        lists[batch.units[0] : batch.units[-1] + 1] = as_lists(value)
     return [(batch, value)]
 
 
