@@ -224,24 +224,26 @@ def test_float_bodies_end_as_the_full_parser_ends(case: tuple[bytes, int, int | 
         assert re.search(rb"\d{20}", body), "the typed path fell back on a plain float body"
 
 
-# -- Ollama's /api/embed and TEI's bare list: the codec's outcome with and without the fast path --
+# -- Ollama, TEI and Gemini: the codec's outcome with and without the fast path -------------------
 
 
 def _codec(provider: str) -> Any:
     from embedguard import profiles
     from embedguard.core.providers import make_codec
 
-    profile = profiles.ollama() if provider == "ollama" else profiles.tei()
-    return make_codec(profile, environ={})
+    profile = {"ollama": profiles.ollama, "tei": profiles.tei, "gemini": profiles.gemini}
+    return make_codec(profile[provider](), api_key="gm-key", environ={})
 
 
 def codec_outcome(provider: str, body: bytes, n: int, dims: int | None, typed: bool) -> Any:
     """What the codec's parse_response gives, with the typed path on or forced off."""
     import embedguard.core.providers._typed as module
 
-    saved = module.decode_ollama_floats, module.decode_float_list
+    names = ("decode_ollama_floats", "decode_float_list", "decode_gemini_floats")
+    saved = {name: getattr(module, name) for name in names}
     if not typed:
-        module.decode_ollama_floats = module.decode_float_list = lambda *a, **k: None  # type: ignore[assignment]
+        for name in names:
+            setattr(module, name, lambda *a, **k: None)
     try:
         result = _codec(provider).parse_response(
             200, {"x-compute-tokens": "9"}, body, n_inputs=n, dimensions=dims
@@ -249,31 +251,37 @@ def codec_outcome(provider: str, body: bytes, n: int, dims: int | None, typed: b
     except Exception as exc:
         return ("error", type(exc), str(exc), sorted(vars(exc).items()))
     finally:
-        module.decode_ollama_floats, module.decode_float_list = saved
+        for name, function in saved.items():
+            setattr(module, name, function)
     return vector_state(result.vectors, result.prompt_tokens, result.model)
 
 
 def _shaped(provider: str, rows: list[Any], extra: dict[str, Any]) -> Any:
     if provider == "tei":
         return rows
+    if provider == "gemini":
+        count = extra.pop("prompt_eval_count", None)
+        usage = {} if count is None else {"usageMetadata": {"promptTokenCount": count}}
+        return {"embeddings": [{"values": row} for row in rows], **usage, **extra}
     return {"model": "all-minilm", "embeddings": rows, **extra}
 
 
-@pytest.mark.parametrize("provider", ["ollama", "tei"])
-def test_plain_float_bodies_of_ollama_and_tei_take_the_typed_path(provider: str) -> None:
-    from embedguard.core.providers._typed import decode_float_list, decode_ollama_floats
+@pytest.mark.parametrize("provider", ["ollama", "tei", "gemini"])
+def test_plain_float_bodies_of_ollama_tei_and_gemini_take_the_typed_path(provider: str) -> None:
+    import embedguard.core.providers._typed as module
 
     body = orjson.dumps(_shaped(provider, VECTORS.tolist(), {"prompt_eval_count": 8}))
-    fast = decode_ollama_floats if provider == "ollama" else decode_float_list
+    fast = {"ollama": module.decode_ollama_floats, "tei": module.decode_float_list,
+            "gemini": module.decode_gemini_floats}[provider]  # fmt: skip
     assert fast(body, n_inputs=4, dimensions=5) is not None
     typed = codec_outcome(provider, body, 4, 5, typed=True)
     assert typed == codec_outcome(provider, body, 4, 5, typed=False)
-    assert typed[3] == VECTORS.tobytes() and typed[4] == (8 if provider == "ollama" else 9)
+    assert typed[3] == VECTORS.tobytes() and typed[4] == (9 if provider == "tei" else 8)
 
 
 @st.composite
 def shaped_bodies(draw: st.DrawFn) -> tuple[str, bytes, int, int | None]:
-    provider = draw(st.sampled_from(["ollama", "tei"]))
+    provider = draw(st.sampled_from(["ollama", "tei", "gemini"]))
     n = draw(st.integers(1, 4))
     d = draw(st.integers(1, 5))
     element = st.one_of(_number, _odd) if draw(st.integers(0, 3)) == 0 else _number
@@ -296,7 +304,7 @@ def shaped_bodies(draw: st.DrawFn) -> tuple[str, bytes, int, int | None]:
 
 @_SETTINGS
 @given(case=shaped_bodies())
-def test_ollama_and_tei_bodies_end_as_their_full_parsers_end(
+def test_ollama_tei_and_gemini_bodies_end_as_their_full_parsers_end(
     case: tuple[str, bytes, int, int | None],
 ) -> None:
     provider, body, n, dims = case

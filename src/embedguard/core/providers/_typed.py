@@ -8,11 +8,12 @@ integer. The rows are then proven numbers and numpy converts them all at once. T
 is also faster than building the untyped tree: on 1,250 vectors of 1,536 floats the whole path
 takes about 0.8x the full parser's time.
 
-Three shapes: OpenAI's (also Azure, Mistral and every OpenAI-compatible server asked for
-floats), Ollama's ``/api/embed`` and TEI's bare list of vectors. Like the base64 scanner, each
-function never raises: it returns ``None`` for anything it does not prove valid (an error
-document, a wrong count, index, size or value, a non-number, invalid JSON...) and the codec runs
-its full parser, so results and errors are always the full parser's.
+Four shapes: OpenAI's (also Azure, Mistral, Voyage and every OpenAI-compatible server asked
+for floats), Ollama's ``/api/embed``, Gemini's ``batchEmbedContents`` and TEI's bare list.
+Like the base64 scanner, each function never raises: it returns ``None`` for anything it does
+not prove valid (an error document, a wrong count, index, size or value, a non-number, invalid
+JSON...) and the codec runs its full parser, so results and errors are always the full
+parser's.
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ import numpy as np
 
 from ._json import DecodedBody, _has_error, _target, echoed_model, usage_tokens
 
-__all__ = ["decode_float_list", "decode_ollama_floats", "decode_openai_floats"]
+__all__ = [
+    "decode_float_list",
+    "decode_gemini_floats",
+    "decode_ollama_floats",
+    "decode_openai_floats",
+]
 
 # orjson reads integers up to 2**64 - 1 as ints and larger ones as floats; msgspec keeps them
 # ints. A token count past that bound would be read differently, so it goes to the full parser.
@@ -58,8 +64,18 @@ class _OllamaBody(_Top, gc=False):
     prompt_eval_count: Any = None
 
 
+class _GeminiItem(msgspec.Struct, gc=False):
+    values: list[float]
+
+
+class _GeminiBody(_Top, gc=False):
+    embeddings: list[_GeminiItem] = []
+    usageMetadata: Any = None  # noqa: N815 - Google's field name
+
+
 _OPENAI = msgspec.json.Decoder(_OpenAIBody)
 _OLLAMA = msgspec.json.Decoder(_OllamaBody)
+_GEMINI = msgspec.json.Decoder(_GeminiBody)
 _ROWS = msgspec.json.Decoder(list[list[float]])
 
 
@@ -124,6 +140,32 @@ def decode_ollama_floats(
         return None
     tokens = count if type(count) is int and count >= 0 else None
     return DecodedBody(vectors, tokens, echoed_model(doc.model_doc))
+
+
+def decode_gemini_floats(
+    body: bytes,
+    *,
+    n_inputs: int,
+    dimensions: int | None,
+    out: np.ndarray | None = None,
+) -> DecodedBody | None:
+    """:func:`decode_openai_floats` for Gemini's ``batchEmbedContents`` body (``embeddings[i]
+    .values`` in input order, tokens in ``usageMetadata.promptTokenCount``)."""
+    if n_inputs <= 0 or (out is not None and not out.flags.writeable):
+        return None
+    try:
+        doc = _GEMINI.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    usage = doc.usageMetadata
+    count = usage.get("promptTokenCount") if isinstance(usage, dict) else None
+    if _has_error({"error": doc.error, "object": doc.object}) or _past_orjson(count):
+        return None
+    vectors = _array([item.values for item in doc.embeddings], n_inputs, dimensions, out)
+    if vectors is None:
+        return None
+    tokens = count if type(count) is int and count >= 0 else None
+    return DecodedBody(vectors, tokens, None)
 
 
 def decode_float_list(

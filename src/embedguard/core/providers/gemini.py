@@ -234,6 +234,11 @@ class GeminiCodec(JsonCodec):
         dimensions: int | None,
         out: np.ndarray | None,
     ) -> DecodedBody:
+        from ._typed import decode_gemini_floats  # msgspec is imported at the first reply
+
+        typed = decode_gemini_floats(body, n_inputs=n_inputs, dimensions=dimensions, out=out)
+        if typed is not None:
+            return typed
         secrets = self._secrets()
         try:
             doc = load_json_object(self.name, status, headers, body, secrets=secrets)
