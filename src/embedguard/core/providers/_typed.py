@@ -18,7 +18,7 @@ parser's.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import numpy as np
@@ -35,6 +35,7 @@ __all__ = [
 # orjson reads integers up to 2**64 - 1 as ints and larger ones as floats; msgspec keeps them
 # ints. A token count past that bound would be read differently, so it goes to the full parser.
 _LARGEST_INT = 2**64 - 1
+_T = TypeVar("_T")
 
 
 class _Item(msgspec.Struct, gc=False):
@@ -95,13 +96,8 @@ def decode_openai_floats(
         out: A writable float32 ``(n_inputs, d)`` array to decode into (used when it fits, as
             the full parser does); it is written only when the vectors are returned.
     """
-    if n_inputs <= 0 or (out is not None and not out.flags.writeable):
-        return None
-    try:
-        doc = _OPENAI.decode(body)
-    except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
-        return None
-    if _has_error({"error": doc.error, "object": doc.object}) or len(doc.data) != n_inputs:
+    doc = _decoded(_OPENAI, body, n_inputs, out)
+    if doc is None or len(doc.data) != n_inputs:
         return None
     rows: list[list[float] | None] = [None] * n_inputs
     for item in doc.data:
@@ -126,15 +122,10 @@ def decode_ollama_floats(
 ) -> DecodedBody | None:
     """:func:`decode_openai_floats` for Ollama's ``/api/embed`` body (``embeddings`` in input
     order, tokens in ``prompt_eval_count``), as its codec's full parser reads it."""
-    if n_inputs <= 0 or (out is not None and not out.flags.writeable):
-        return None
-    try:
-        doc = _OLLAMA.decode(body)
-    except (msgspec.DecodeError, RecursionError):
+    doc = _decoded(_OLLAMA, body, n_inputs, out)
+    if doc is None or _past_orjson(doc.prompt_eval_count):
         return None
     count = doc.prompt_eval_count
-    if _has_error({"error": doc.error, "object": doc.object}) or _past_orjson(count):
-        return None
     vectors = _array(doc.embeddings, n_inputs, dimensions, out)
     if vectors is None:
         return None
@@ -151,15 +142,12 @@ def decode_gemini_floats(
 ) -> DecodedBody | None:
     """:func:`decode_openai_floats` for Gemini's ``batchEmbedContents`` body (``embeddings[i]
     .values`` in input order, tokens in ``usageMetadata.promptTokenCount``)."""
-    if n_inputs <= 0 or (out is not None and not out.flags.writeable):
-        return None
-    try:
-        doc = _GEMINI.decode(body)
-    except (msgspec.DecodeError, RecursionError):
+    doc = _decoded(_GEMINI, body, n_inputs, out)
+    if doc is None:
         return None
     usage = doc.usageMetadata
     count = usage.get("promptTokenCount") if isinstance(usage, dict) else None
-    if _has_error({"error": doc.error, "object": doc.object}) or _past_orjson(count):
+    if _past_orjson(count):
         return None
     vectors = _array([item.values for item in doc.embeddings], n_inputs, dimensions, out)
     if vectors is None:
@@ -177,13 +165,25 @@ def decode_float_list(
 ) -> np.ndarray | None:
     """The vectors of a body that is a bare JSON list of float vectors (TEI's ``/embed``), as
     :func:`~embedguard.core.providers._decode.decode_float_rows` reads them, or ``None``."""
+    rows = _decoded(_ROWS, body, n_inputs, out)
+    return None if rows is None else _array(rows, n_inputs, dimensions, out)
+
+
+def _decoded(
+    decoder: msgspec.json.Decoder[_T], body: bytes, n_inputs: int, out: np.ndarray | None
+) -> _T | None:
+    """``body`` decoded against the decoder's schema, or ``None``: when it does not match, when
+    it is an error document, or when there is nothing to decode into (no inputs, a read-only
+    ``out``: the full parser names those)."""
     if n_inputs <= 0 or (out is not None and not out.flags.writeable):
         return None
     try:
-        rows = _ROWS.decode(body)
-    except (msgspec.DecodeError, RecursionError):
+        doc = decoder.decode(body)
+    except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
         return None
-    return _array(rows, n_inputs, dimensions, out)
+    if isinstance(doc, _Top) and _has_error({"error": doc.error, "object": doc.object}):
+        return None
+    return doc
 
 
 def _past_orjson(value: object) -> bool:
