@@ -46,6 +46,7 @@ __all__ = [
     "decode_openai_body",
     "echoed_model",
     "scan_openai_base64",
+    "token_count",
     "usage_tokens",
 ]
 
@@ -75,6 +76,12 @@ def usage_tokens(doc: Mapping[str, Any], key: str = "usage") -> int | None:
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
     return None
+
+
+def token_count(value: object) -> int | None:
+    """A token count a body states (Ollama's ``prompt_eval_count``, Gemini's and Bedrock's
+    counts): ``value`` when it is a non-negative integer, else ``None``."""
+    return value if type(value) is int and value >= 0 else None
 
 
 def echoed_model(doc: Mapping[str, Any]) -> str | None:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import msgspec
 import numpy as np
 
-from ._json import DecodedBody, _has_error, _target, echoed_model, usage_tokens
+from ._json import DecodedBody, _has_error, _target, echoed_model, token_count, usage_tokens
 
 __all__ = [
     "decode_float_list",
@@ -125,12 +125,10 @@ def decode_ollama_floats(
     doc = _decoded(_OLLAMA, body, n_inputs, out)
     if doc is None or _past_orjson(doc.prompt_eval_count):
         return None
-    count = doc.prompt_eval_count
     vectors = _array(doc.embeddings, n_inputs, dimensions, out)
     if vectors is None:
         return None
-    tokens = count if type(count) is int and count >= 0 else None
-    return DecodedBody(vectors, tokens, echoed_model(doc.model_doc))
+    return DecodedBody(vectors, token_count(doc.prompt_eval_count), echoed_model(doc.model_doc))
 
 
 def decode_gemini_floats(
@@ -152,8 +150,7 @@ def decode_gemini_floats(
     vectors = _array([item.values for item in doc.embeddings], n_inputs, dimensions, out)
     if vectors is None:
         return None
-    tokens = count if type(count) is int and count >= 0 else None
-    return DecodedBody(vectors, tokens, None)
+    return DecodedBody(vectors, token_count(count), None)
 
 
 def decode_float_list(

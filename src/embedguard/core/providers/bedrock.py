@@ -27,7 +27,7 @@ from ._bedrock_errors import bedrock_error
 from ._bedrock_models import BEDROCK_MODELS, BedrockModel, bedrock_model
 from ._codec import resolve_base_url, resolve_key
 from ._decode import load_json_object
-from ._json import DecodedBody, JsonCodec
+from ._json import DecodedBody, JsonCodec, token_count
 from .base import HttpRequest, RateLimitInfo
 from .headers import int_header, lower_headers, request_id_of
 
@@ -155,8 +155,7 @@ class BedrockCodec(JsonCodec):
             doc, self.dtype, n_inputs=n_inputs, dimensions=dimensions, provider=self.name,
             status=status, request_id=request_id_of(headers, secrets), out=out,
         )  # fmt: skip
-        count = doc.get("inputTextTokenCount")
-        tokens = count if type(count) is int and count >= 0 else None
+        tokens = token_count(doc.get("inputTextTokenCount"))
         if tokens is None:
             tokens = int_header(lower_headers(headers), _TOKEN_HEADER)
         return DecodedBody(vectors, tokens, None)

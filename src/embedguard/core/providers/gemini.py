@@ -33,7 +33,7 @@ from embedguard.core.errors import (
 from ._codec import NativeSize, check_native_dimensions, resolve_base_url, resolve_key
 from ._decode import decode_float_rows, load_json_object
 from ._google_rpc import google_rpc_error
-from ._json import DecodedBody, JsonCodec
+from ._json import DecodedBody, JsonCodec, token_count
 from .base import HttpRequest
 from .headers import request_id_of
 
@@ -273,4 +273,4 @@ def _prompt_tokens(doc: Mapping[str, Any]) -> int | None:
     """``usageMetadata.promptTokenCount`` (gemini-embedding-2), else ``None``."""
     usage = doc.get("usageMetadata")
     count = usage.get("promptTokenCount") if isinstance(usage, dict) else None
-    return count if type(count) is int and count >= 0 else None
+    return token_count(count)

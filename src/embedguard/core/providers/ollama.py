@@ -15,7 +15,7 @@ from embedguard.core.errors import ConfigurationError
 from ._codec import resolve_key
 from ._decode import decode_float_rows, load_json_object
 from ._errors import request_id_of
-from ._json import DecodedBody, JsonCodec, echoed_model
+from ._json import DecodedBody, JsonCodec, echoed_model, token_count
 from .base import RateLimitInfo
 
 __all__ = ["OLLAMA_NATIVE_DIMENSIONS", "OllamaCodec", "ollama_host"]
@@ -127,9 +127,7 @@ class OllamaCodec(JsonCodec):
             doc.get("embeddings"), n_inputs=n_inputs, dimensions=dimensions, provider=self.name,
             status_code=status, request_id=request_id_of(headers, secrets), out=out,
         )  # fmt: skip
-        count = doc.get("prompt_eval_count")
-        tokens = count if type(count) is int and count >= 0 else None
-        return DecodedBody(vectors, tokens, echoed_model(doc))
+        return DecodedBody(vectors, token_count(doc.get("prompt_eval_count")), echoed_model(doc))
 
     def _rate_limit(self, headers: Mapping[str, str]) -> RateLimitInfo | None:
         return None
